@@ -1,0 +1,264 @@
+"""The typed model of the config file (interface.md). Every section rejects unknown keys.
+
+The models are plain data: the layers that run read them, none of them does I/O. Sizes are bytes
+(int) and durations seconds (float) once validated, whatever unit the user wrote.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from tidegate.config.units import parse_duration, parse_size
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+SCHEDULERS = (
+    "round-robin",
+    "weighted-round-robin",
+    "least-connections",
+    "p2c",
+    "random",
+    "consistent-hash",
+    "maglev",
+    "source-hash",
+)
+SchedulerName = Literal[
+    "round-robin",
+    "weighted-round-robin",
+    "least-connections",
+    "p2c",
+    "random",
+    "consistent-hash",
+    "maglev",
+    "source-hash",
+]
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """("127.0.0.1", 9001) from "127.0.0.1:9001"; IPv6 as "[::1]:9001"; names allowed."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"{address!r} is not HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        ipaddress.IPv6Address(host)
+    elif ":" in host:
+        raise ValueError(f"{address!r}: write IPv6 addresses as [ADDR]:PORT")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{address!r}: port out of range")
+    return host, port
+
+
+def _check_address(value: str) -> str:
+    split_address(value)
+    return value
+
+
+Address = Annotated[
+    str, BeforeValidator(lambda v: v if not isinstance(v, str) else v.strip()), Field(min_length=3)
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InstanceConfig(_Section):
+    address: Address
+    weight: int = Field(default=1, ge=0, le=1_000_000)
+
+    _addr = field_validator("address")(_check_address)
+
+
+class HealthConfig(_Section):
+    type: Literal["http", "tcp", "none"] = "none"
+    path: str = "/healthz"
+    expect_status: int = Field(default=200, ge=100, le=599)
+    interval: Duration = 2.0
+    timeout: Duration = 1.0
+    rise: int = Field(default=2, ge=1)
+    fall: int = Field(default=3, ge=1)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("must start with /")
+        return v
+
+
+class OutlierConfig(_Section):
+    consecutive_failures: int = Field(default=5, ge=0)  # 0 switches passive detection off
+    ejection: Duration = 30.0
+    max_ejection: Duration = 300.0
+    max_ejected_percent: int = Field(default=50, ge=0, le=100)
+
+
+class PoolConfig(_Section):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    scheduler: SchedulerName = "round-robin"
+    hash_key: str = "source-ip"
+    slow_start: Duration = 0.0
+    instances: list[InstanceConfig] = Field(default_factory=list)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    outlier: OutlierConfig = Field(default_factory=OutlierConfig)
+
+    @field_validator("hash_key")
+    @classmethod
+    def _hash_key(cls, v: str) -> str:
+        kind, _, arg = v.partition(":")
+        if kind in ("source-ip", "uri") and not arg:
+            return v
+        if kind in ("header", "cookie") and arg:
+            return v
+        raise ValueError("must be source-ip, uri, header:NAME or cookie:NAME")
+
+    @field_validator("instances")
+    @classmethod
+    def _unique(cls, v: list[InstanceConfig]) -> list[InstanceConfig]:
+        seen: set[str] = set()
+        for inst in v:
+            if inst.address in seen:
+                raise ValueError(f"instance {inst.address} is listed twice")
+            seen.add(inst.address)
+        return v
+
+
+class RouteConfig(_Section):
+    host: str | None = None
+    path_prefix: str = "/"
+    pool: str
+    idempotent: bool = False  # the route declares its non-idempotent methods safe to retry
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("must start with /")
+        return v
+
+
+class LimitsConfig(_Section):
+    max_header_bytes: Size = 64 * 1024
+    max_request_line_bytes: Size = 8 * 1024
+    max_body_bytes: Size = 1024**3
+    body_in_memory: Size = 1024**2
+    client_header_timeout: Duration = 10.0
+    idle_timeout: Duration = 60.0
+    upstream_connect_timeout: Duration = 2.0
+    upstream_response_timeout: Duration = 60.0
+
+
+class RetryConfig(_Section):
+    tries: int = Field(default=3, ge=1, le=20)
+    budget: float = Field(default=0.2, ge=0.0, le=10.0)
+    statuses: list[int] = Field(default_factory=lambda: [502, 503, 504])
+
+    @field_validator("statuses")
+    @classmethod
+    def _statuses(cls, v: list[int]) -> list[int]:
+        for s in v:
+            if not 100 <= s <= 599:
+                raise ValueError(f"{s} is not an HTTP status")
+        return v
+
+
+class HttpConfig(_Section):
+    listen: Address
+    pool: str | None = None
+    routes: list[RouteConfig] = Field(default_factory=list)
+    workers: int = Field(default=1, ge=1, le=256)
+    access_log: str | None = None  # a file path, "-" for stdout; None switches it off
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+    _addr = field_validator("listen")(_check_address)
+
+    @model_validator(mode="after")
+    def _has_a_pool(self) -> HttpConfig:
+        if self.pool is None and not self.routes:
+            raise ValueError("needs a default pool or at least one route")
+        return self
+
+
+class TcpConfig(_Section):
+    listen: Address
+    pool: str
+    connect_timeout: Duration = 2.0
+    idle_timeout: Duration = 600.0
+    drain_grace: Duration = 30.0
+    proxy_protocol: Literal["off", "v1", "v2"] = "off"
+
+    _addr = field_validator("listen")(_check_address)
+
+
+class DnsRecordConfig(_Section):
+    name: str
+    pool: str
+    ttl: int = Field(default=30, ge=0, le=2**31 - 1)
+    answers: int = Field(default=2, ge=1, le=64)
+
+    @field_validator("name")
+    @classmethod
+    def _fqdn(cls, v: str) -> str:
+        return v if v.endswith(".") else v + "."
+
+
+class DnsConfig(_Section):
+    listen: Address
+    zone: str
+    nameservers: list[str] = Field(default_factory=list)
+    negative_ttl: int = Field(default=60, ge=0)
+    records: list[DnsRecordConfig] = Field(default_factory=list)
+
+    _addr = field_validator("listen")(_check_address)
+
+    @field_validator("zone")
+    @classmethod
+    def _fqdn(cls, v: str) -> str:
+        return v if v.endswith(".") else v + "."
+
+
+class LvsConfig(_Section):
+    mode: Literal["nat", "tun", "dr"] = "dr"
+    engine: Literal["userspace", "ipvs"] = "userspace"
+    vip: Address
+    interface: str
+    pool: str
+    protocol: Literal["tcp", "udp"] = "tcp"
+
+    _addr = field_validator("vip")(_check_address)
+
+
+class AdminConfig(_Section):
+    listen: Address = "127.0.0.1:9900"
+    token: str | None = None
+
+    _addr = field_validator("listen")(_check_address)
+
+
+class RegistryConfig(_Section):
+    type: Literal["file", "etcd"] = "file"
+    endpoints: list[str] = Field(default_factory=lambda: ["127.0.0.1:2379"])
+    prefix: str = "/tidegate/"
+
+
+class Config(_Section):
+    admin: AdminConfig | None = None
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    pools: list[PoolConfig] = Field(default_factory=list)
+    http: list[HttpConfig] = Field(default_factory=list)
+    tcp: list[TcpConfig] = Field(default_factory=list)
+    dns: DnsConfig | None = None
+    lvs: LvsConfig | None = None
+
+    def pool(self, name: str) -> PoolConfig:
+        for p in self.pools:
+            if p.name == name:
+                return p
+        raise KeyError(name)

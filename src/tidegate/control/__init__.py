@@ -1,0 +1,1 @@
+"""The control plane: runtime, registry of pools, admin API, rolling upgrade orchestration."""

@@ -1,0 +1,1 @@
+"""Figures per instance and pool: connections, IOPS, bytes in/out; Prometheus exposition."""

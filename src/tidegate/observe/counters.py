@@ -1,0 +1,50 @@
+"""The three figures the seed names for every instance, counted the same way by every data plane.
+
+- connections: requests (or connections, for L4) in service right now;
+- IOPS: completed requests per second, a rate over a sliding window (see `rate.py`);
+- traffic: bytes in (client → instance) and bytes out (instance → client).
+
+Plain integers bumped on the hot path; rates and exposition are derived when someone looks.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass, field
+
+# Upper bounds (seconds) of the response-latency buckets, Prometheus' defaults plus 30 s and 60 s.
+LATENCY_BOUNDS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    30.0,
+    60.0,
+)
+
+
+@dataclass(slots=True)
+class Counters:
+    active: int = 0  # in service now: requests for HTTP, connections for TCP/LVS
+    completed: int = 0  # finished requests (or connections), whatever the outcome
+    bytes_in: int = 0
+    bytes_out: int = 0
+    failures: int = 0  # attempts that failed on this instance (connect, reset, timeout, 5xx retried)
+    retries: int = 0  # attempts on this instance that were retries of a failed attempt elsewhere
+    # Non-cumulative counts per bucket of LATENCY_BOUNDS, the last one for +Inf.
+    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
+    latency_sum: float = 0.0
+
+    def record_latency(self, seconds: float) -> None:
+        self.latency_counts[bisect_left(LATENCY_BOUNDS, seconds)] += 1
+        self.latency_sum += seconds

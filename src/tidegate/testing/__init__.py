@@ -1,0 +1,1 @@
+"""Reusable test tools for tidegate and its users: processes, backends, fault-injecting instances."""

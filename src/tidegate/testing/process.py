@@ -1,0 +1,123 @@
+"""Run a tidegate (or any) process in a test and wait on its log lines, never on sleeps."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+SRC = str(Path(__file__).resolve().parents[2])
+
+_LISTEN = re.compile(r"tidegate: (\S+) listening on (\S+)")
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child Python: this tree's src first on the path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = SRC + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONUNBUFFERED"] = "1"
+    if extra:
+        env.update(extra)
+    return env
+
+
+class Proc:
+    """A child process whose stderr (merged with stdout) is read line by line in a thread."""
+
+    def __init__(self, argv: Sequence[str], env: dict[str, str] | None = None, cwd: str | None = None):
+        self.argv = list(argv)
+        self.popen = subprocess.Popen(
+            self.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env if env is not None else child_env(),
+            cwd=cwd,
+            text=True,
+            bufsize=1,
+        )
+        self.lines: list[str] = []
+        self._q: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.listening: dict[str, str] = {}
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            line = line.rstrip("\n")
+            self.lines.append(line)
+            m = _LISTEN.search(line)
+            if m:
+                self.listening.setdefault(m.group(1), m.group(2))
+            self._q.put(line)
+        self._q.put(None)
+
+    def wait_for(self, pattern: str, timeout: float = 20.0) -> re.Match[str]:
+        """Block until a line matching `pattern` appears; raise with the output so far if not."""
+        rx = re.compile(pattern)
+        for line in self.lines:
+            m = rx.search(line)
+            if m:
+                return m
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                line = self._q.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                raise AssertionError(
+                    f"process exited ({self.popen.wait()}) before {pattern!r}:\n" + self.output()
+                )
+            m = rx.search(line)
+            if m:
+                return m
+        raise AssertionError(f"no line matching {pattern!r} within {timeout}s:\n" + self.output())
+
+    def output(self) -> str:
+        return "\n".join(self.lines[-200:])
+
+    def address(self, name: str) -> tuple[str, int]:
+        host, _, port = self.listening[name].rpartition(":")
+        return host.strip("[]"), int(port)
+
+    def signal(self, sig: int) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        self._reader.join(5)
+        return self.popen.returncode
+
+
+def tidegate(*args: str, env: dict[str, str] | None = None, cwd: str | None = None) -> Proc:
+    """Start `python -m tidegate ARGS...` from this source tree."""
+    return Proc([sys.executable, "-m", "tidegate", *args], env=env, cwd=cwd)
+
+
+def run_tidegate(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tidegate", *args],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=timeout,
+    )
