@@ -152,6 +152,7 @@ class LimitsConfig(_Section):
     idle_timeout: Duration = 60.0
     upstream_connect_timeout: Duration = 2.0
     upstream_response_timeout: Duration = 60.0
+    spool_dir: str | None = None  # where bodies beyond body_in_memory spool; None = the system's temp dir
 
 
 class RetryConfig(_Section):

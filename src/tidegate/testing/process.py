@@ -105,6 +105,8 @@ class Proc:
                 self.popen.kill()
                 self.popen.wait(5)
         self._reader.join(5)
+        if self.popen.stdout is not None and not self._reader.is_alive():
+            self.popen.stdout.close()  # else a ResourceWarning, an error under filterwarnings
         return self.popen.returncode
 
 
