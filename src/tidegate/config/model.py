@@ -194,6 +194,7 @@ class TcpConfig(_Section):
     idle_timeout: Duration = 600.0
     drain_grace: Duration = 30.0
     proxy_protocol: Literal["off", "v1", "v2"] = "off"
+    connect_tries: int = Field(default=3, ge=1, le=20)  # total attempts, each on another instance
 
     _addr = field_validator("listen")(_check_address)
 

@@ -1,0 +1,42 @@
+"""Which instance a new connection tries next, and the hash key that gives it affinity.
+
+Theory of operation: a connection attempt that failed (refused, unreachable, timed out) sent
+nothing to the instance, so trying another one is always safe, whatever the protocol on top.
+Each try goes to an instance not tried yet (`pool.pick(key, avoid=tried)`); the scheduler answers
+with an already-tried one only when none is left, which ends the attempts, as does the try limit.
+For hashing schedulers the key is the client's IP address, so one client keeps landing on one
+instance while the pool is unchanged (nginx `hash $remote_addr`, HAProxy `balance source`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Collection
+
+from tidegate.balancing.instance import Instance
+from tidegate.balancing.pool import Pool
+
+
+def client_key(peername: object) -> bytes | None:
+    """The packed client IP (4 or 16 bytes; IPv4-mapped IPv6 unmapped), None when there is none."""
+    if not isinstance(peername, tuple) or not peername or not isinstance(peername[0], str):
+        return None
+    try:
+        ip = ipaddress.ip_address(peername[0].partition("%")[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.packed
+
+
+def next_instance(
+    pool: Pool, key: bytes | None, tried: Collection[Instance], max_tries: int
+) -> Instance | None:
+    """The instance for the next attempt, or None when the attempts are over."""
+    if len(tried) >= max_tries:
+        return None
+    inst = pool.pick(key, avoid=tried)
+    if inst is None or inst in tried:
+        return None
+    return inst

@@ -1,0 +1,255 @@
+"""A `[[tcp]]` listener: the L4 full proxy (the portable analogue of LVS VS/NAT).
+
+Each accepted connection gets an instance from the pool's scheduler and is relayed byte for byte
+(relay.py). The service owns what outlives single connections: the listening socket, which
+connections run on which instance, the drain grace, the figures, reload and graceful stop.
+
+Drain: an instance that enters `draining` gets no new connections (the scheduler no longer sees
+it); the ones it has keep running until they end, or until `drain_grace` after it entered
+draining, when they are aborted and counted (`drain_cut`). Going back to up/slow-start before
+that cancels the cut. Like nginx `stream` and HAProxy `mode tcp`, a TCP proxy cannot ask a
+client to leave politely, so the grace is the operator's bound on how long an upgrade waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from tidegate.balancing.instance import Instance
+from tidegate.balancing.pool import Pool, StateChange
+from tidegate.balancing.state import State
+from tidegate.config.model import Config, TcpConfig, split_address
+from tidegate.tcp import proxy_header
+from tidegate.tcp.figures import ListenerFigures
+from tidegate.tcp.metrics import TcpCollector
+from tidegate.tcp.relay import Connection
+
+
+class Runtime(Protocol):
+    """What a service needs of control.runtime.Runtime (a higher layer, so not imported)."""
+
+    config: Config
+    pools: dict[str, Pool]
+    extra: dict[str, Any]
+    metrics: Any
+
+
+log = logging.getLogger("tidegate.tcp")
+
+# Write buffer high-water mark per side: past it, reading from the other side pauses. A few
+# socket buffers' worth keeps bulk transfers streaming without holding much per connection.
+HIGH_WATER = 512 * 1024
+BACKLOG = 4096
+
+
+def _listener_name(tcp_cfg: TcpConfig, runtime: Runtime) -> tuple[str, int]:
+    sections = runtime.config.tcp
+    index = next((i for i, c in enumerate(sections) if c is tcp_cfg), None)
+    if index is None:  # a section not from the runtime's config: count instead
+        index = runtime.extra.get("tcp.count", 0)
+    runtime.extra["tcp.count"] = max(runtime.extra.get("tcp.count", 0), index + 1)
+    return ("tcp" if index == 0 else f"tcp.{index}"), index
+
+
+def _format_address(sockname: Any) -> str:
+    host, port = sockname[0], sockname[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class TcpService:
+    def __init__(self, cfg: TcpConfig, runtime: Runtime) -> None:
+        self.name, self.index = _listener_name(cfg, runtime)
+        self.runtime = runtime
+        self.loop = asyncio.get_running_loop()
+        self.now = self.loop.time
+        self.high_water = HIGH_WATER
+        self.figures = ListenerFigures()
+        self.connections: set[Connection] = set()
+        self.by_instance: dict[Instance, set[Connection]] = {}
+        self._drain_timers: dict[Instance, asyncio.TimerHandle] = {}
+        self._subscribed: set[int] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._server: asyncio.AbstractServer | None = None
+        self.address = ""
+        self._apply(cfg, runtime.pools)
+        collector = runtime.extra.get("tcp.collector")
+        if collector is None:
+            collector = runtime.extra["tcp.collector"] = TcpCollector()
+            runtime.metrics.register(collector)
+        collector.services.append(self)
+
+    def _apply(self, cfg: TcpConfig, pools: Mapping[str, Pool]) -> None:
+        self.cfg = cfg
+        self.pool = pools[cfg.pool]
+        self.connect_timeout = cfg.connect_timeout
+        self.connect_tries = cfg.connect_tries
+        self.idle_timeout = cfg.idle_timeout
+        self.drain_grace = cfg.drain_grace
+        self.proxy_version = cfg.proxy_protocol
+        if id(self.pool) not in self._subscribed:
+            self._subscribed.add(id(self.pool))
+            self.pool.subscribe(self._on_state_change)
+
+    # --- Service ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._server = await self._listen(self.cfg.listen)
+
+    async def _listen(self, listen: str) -> asyncio.AbstractServer:
+        host, port = split_address(listen)
+        server = await self.loop.create_server(
+            lambda: Connection(self), host, port, backlog=BACKLOG, reuse_address=True
+        )
+        self.address = _format_address(server.sockets[0].getsockname())
+        print(f"tidegate: {self.name} listening on {self.address}", file=sys.stderr, flush=True)
+        return server
+
+    async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:
+        if self.index >= len(config.tcp):
+            log.warning("%s: its [[tcp]] section is gone; it runs on until restart", self.name)
+            return
+        new = config.tcp[self.index]
+        old_listen = self.cfg.listen
+        self._apply(new, pools)
+        if new.listen != old_listen and self._server is not None:
+            server = await self._listen(new.listen)
+            self._server.close()
+            self._server = server
+
+    async def stop(self, grace: float) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for timer in self._drain_timers.values():
+            timer.cancel()
+        self._drain_timers.clear()
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace)
+        except TimeoutError:
+            left = list(self.connections)
+            log.warning(
+                "%s: %d connections still open after %.1fs, closing them", self.name, len(left), grace
+            )
+            for conn in left:
+                conn.cut()
+            try:
+                await asyncio.wait_for(self._idle.wait(), 5.0)
+            except TimeoutError:
+                log.error("%s: connections did not close", self.name)
+
+    async def wait_idle(self, timeout: float) -> None:
+        """Until no connection is open (TimeoutError after `timeout` seconds)."""
+        await asyncio.wait_for(self._idle.wait(), timeout)
+
+    def cut_in(self, inst: Instance) -> float | None:
+        """Seconds until the connections of a draining `inst` are cut; None if no cut is due."""
+        timer = self._drain_timers.get(inst)
+        return None if timer is None else max(0.0, timer.when() - self.now())
+
+    def describe_pool(self, pool: str) -> dict[str, object] | None:
+        if pool != self.pool.name:
+            return None
+        now = self.now()
+        figs = self.figures
+        return {
+            "listener": self.name,
+            "listen": self.address,
+            "connections": len(self.connections),
+            "accepted": figs.accepted,
+            "unplaced": figs.unplaced,
+            "idle_closed": figs.idle_closed,
+            "drain_cut": figs.drain_cut,
+            "instances": {
+                address: {
+                    "connections_per_second": f.opening.rate(now),
+                    "opened": f.opened,
+                    "drain_cut": f.drain_cut,
+                }
+                for address, f in figs.instances.items()
+            },
+            "drain_cut_in": {
+                inst.address: round(max(0.0, timer.when() - now), 3)
+                for inst, timer in self._drain_timers.items()
+            },
+        }
+
+    # --- called by connections (relay.py) -----------------------------------------------------
+    def proxy_header(self, client: asyncio.Transport, upstream: asyncio.Transport) -> bytes:
+        if self.proxy_version == "off":
+            return b""
+        return proxy_header.encode(
+            self.proxy_version, client.get_extra_info("peername"), client.get_extra_info("sockname")
+        )
+
+    def accepted(self, conn: Connection) -> None:
+        self.figures.accepted += 1
+        self.connections.add(conn)
+        self._idle.clear()
+
+    def attached(self, conn: Connection, inst: Instance) -> None:
+        figs = self.figures.of(inst.address)
+        figs.opened += 1
+        figs.opening.add(self.now())
+        conns = self.by_instance.get(inst)
+        if conns is None:
+            conns = self.by_instance[inst] = set()
+        conns.add(conn)
+
+    def unplaced(self, conn: Connection, tried: list[Instance]) -> None:
+        self.figures.unplaced += 1
+        if tried:
+            log.warning(
+                "%s: no instance of pool %s could be connected (tried %s)",
+                self.name,
+                self.pool.name,
+                ", ".join(i.address for i in tried),
+            )
+
+    def idle_closed(self, conn: Connection) -> None:
+        self.figures.idle_closed += 1
+
+    def finished(self, conn: Connection, inst: Instance | None) -> None:
+        self.connections.discard(conn)
+        if inst is not None:
+            conns = self.by_instance.get(inst)
+            if conns is not None:
+                conns.discard(conn)
+                if not conns:
+                    del self.by_instance[inst]
+        if not self.connections:
+            self._idle.set()
+
+    # --- drain --------------------------------------------------------------------------------
+    def _on_state_change(self, change: StateChange) -> None:
+        if change.pool != self.pool.name:
+            return
+        inst = self.pool.get(change.address)
+        if inst is None:
+            return
+        if change.new is State.DRAINING:
+            if inst not in self._drain_timers and self.drain_grace >= 0:
+                self._drain_timers[inst] = self.loop.call_later(self.drain_grace, self._cut, inst)
+        elif change.new.takes_new_work:
+            timer = self._drain_timers.pop(inst, None)
+            if timer is not None:
+                timer.cancel()
+
+    def _cut(self, inst: Instance) -> None:
+        self._drain_timers.pop(inst, None)
+        conns = list(self.by_instance.get(inst, ()))
+        if not conns:
+            return
+        log.info("%s: drain grace of %s expired, closing %d connections", self.name, inst.address, len(conns))
+        figs = self.figures.of(inst.address)
+        figs.drain_cut += len(conns)
+        self.figures.drain_cut += len(conns)
+        for conn in conns:
+            conn.cut()
+
+
+def make_service(tcp_cfg: TcpConfig, runtime: Runtime) -> TcpService:
+    return TcpService(tcp_cfg, runtime)

@@ -1,0 +1,275 @@
+"""The relay through real sockets, the service running in the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from tidegate.balancing import Instance, State
+
+
+async def test_relays_both_ways_and_counts(proxy, named_echo, client) -> None:
+    echo = await named_echo("a")
+    svc = await proxy([echo.address])
+    c = await client(svc.address)
+    assert await c.line() == "a"
+    c.writer.write(b"x" * 100_000)
+    assert await c.exactly(100_000) == b"x" * 100_000
+    inst = svc.pool.get(echo.address)
+    assert inst is not None and inst.counters.active == 1
+    c.writer.write_eof()
+    assert await c.to_end() == b""
+    await svc.wait_idle(5)
+    assert (inst.counters.active, inst.counters.completed) == (0, 1)
+    assert inst.counters.bytes_in == 100_000
+    assert inst.counters.bytes_out == 100_000 + len("a\n")
+    figs = svc.describe_pool("p")
+    assert figs is not None and figs["accepted"] == 1
+    assert figs["instances"] == {echo.address: {"connections_per_second": 0.0, "opened": 1, "drain_cut": 0}}
+    assert svc.describe_pool("other") is None
+
+
+async def test_half_close_client_first(proxy, client) -> None:
+    """The client's FIN reaches the instance, which then still answers on the other half."""
+
+    async def count_then_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = await reader.read()  # to EOF: only the client's FIN, relayed, ends this
+        writer.write(b"got %d bytes" % len(data))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(count_then_answer, "127.0.0.1", 0)
+    async with server:
+        svc = await proxy([f"127.0.0.1:{server.sockets[0].getsockname()[1]}"])
+        c = await client(svc.address)
+        c.writer.write(b"y" * 300_000)
+        c.writer.write_eof()
+        assert await c.to_end() == b"got 300000 bytes"
+
+
+async def test_half_close_instance_first(proxy, client) -> None:
+    """The instance's FIN reaches the client, which then still sends on the other half."""
+    received: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def greet_close_then_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"hello, no more from me")
+        writer.write_eof()
+        data = await reader.read()
+        received.set_result(len(data))
+        writer.close()
+
+    server = await asyncio.start_server(greet_close_then_read, "127.0.0.1", 0)
+    async with server:
+        svc = await proxy([f"127.0.0.1:{server.sockets[0].getsockname()[1]}"])
+        c = await client(svc.address)
+        assert await c.to_end() == b"hello, no more from me"
+        for _ in range(16):
+            c.writer.write(b"z" * 65536)
+            await c.writer.drain()
+        c.writer.write_eof()
+        assert await asyncio.wait_for(received, 10) == 16 * 65536
+        await svc.wait_idle(5)
+        assert not svc.connections
+
+
+async def test_refused_connect_is_retried_on_another_instance(proxy, named_echo, client, addresses) -> None:
+    dead = addresses.refused()
+    live = await named_echo("live")
+    svc = await proxy([dead, live.address], connect_tries=3)
+    outcomes: list[tuple[str, bool]] = []
+    svc.pool.on_result = lambda inst, ok: outcomes.append((inst.address, ok))
+    for _ in range(4):
+        c = await client(svc.address)
+        assert await c.line() == "live"
+        c.close()
+    dead_inst = svc.pool.get(dead)
+    live_inst = svc.pool.get(live.address)
+    assert dead_inst is not None and live_inst is not None
+    # Round-robin sends every other first attempt to the dead one; each is retried on the live one.
+    assert (dead, False) in outcomes and outcomes.count((live.address, True)) == 4
+    assert dead_inst.counters.failures == outcomes.count((dead, False)) >= 2
+    assert dead_inst.counters.active == 0
+    assert live_inst.counters.retries == dead_inst.counters.failures
+
+
+async def test_connect_timeout_is_retried_on_another_instance(proxy, named_echo, client, addresses) -> None:
+    hung = addresses.blackhole()
+    live = await named_echo("live")
+    svc = await proxy([hung, live.address], connect_timeout="200ms")
+    loop = asyncio.get_running_loop()
+    for _ in range(2):  # one of the two starts on the hung instance
+        started = loop.time()
+        c = await client(svc.address)
+        assert await c.line() == "live"
+        assert loop.time() - started < 2
+    hung_inst, live_inst = inst_named(svc, hung), inst_named(svc, live.address)
+    assert hung_inst.counters.failures == live_inst.counters.retries >= 1
+    assert hung_inst.counters.active == 0
+
+
+async def test_no_instance_connects_closes_the_client(proxy, client, addresses) -> None:
+    svc = await proxy([addresses.refused(), addresses.refused()], connect_tries=5)
+    c = await client(svc.address)
+    assert await c.to_end() == b""
+    await svc.wait_idle(5)
+    assert svc.figures.unplaced == 1
+    assert sum(i.counters.failures for i in svc.pool) == 2  # each instance tried once, no more
+    assert all(i.counters.active == 0 for i in svc.pool)
+
+
+async def test_connect_tries_bound_the_attempts(proxy, client, addresses) -> None:
+    svc = await proxy([addresses.refused() for _ in range(4)], connect_tries=2)
+    c = await client(svc.address)
+    assert await c.to_end() == b""
+    assert sum(i.counters.failures for i in svc.pool) == 2
+
+
+async def test_idle_connection_is_closed(proxy, named_echo, client) -> None:
+    echo = await named_echo("a")
+    svc = await proxy([echo.address], idle_timeout="300ms")
+    loop = asyncio.get_running_loop()
+    c = await client(svc.address)
+    started = loop.time()
+    assert await c.line() == "a"
+    assert await c.to_end() == b""
+    assert 0.25 <= loop.time() - started < 3
+    assert svc.figures.idle_closed == 1
+
+
+async def test_traffic_keeps_a_connection_from_idling_out(proxy, named_echo, client) -> None:
+    echo = await named_echo("a")
+    svc = await proxy([echo.address], idle_timeout="400ms")
+    loop = asyncio.get_running_loop()
+    c = await client(svc.address)
+    assert await c.line() == "a"
+    started = loop.time()
+    while loop.time() - started < 1.2:  # three idle periods, with traffic every 100 ms
+        c.writer.write(b"ping")
+        assert await c.exactly(4) == b"ping"
+        await asyncio.sleep(0.1)  # the traffic pattern under test, not a synchronisation
+    assert svc.figures.idle_closed == 0
+
+
+def inst_named(svc, address: str) -> Instance:
+    inst = svc.pool.get(address)
+    assert inst is not None
+    return inst
+
+
+async def test_drain_keeps_open_connections_sends_new_ones_elsewhere_then_cuts(
+    proxy, named_echo, client
+) -> None:
+    a, b = await named_echo("a"), await named_echo("b")
+    svc = await proxy([a.address, b.address], drain_grace="1s")
+    first, second = await client(svc.address), await client(svc.address)
+    on = {await first.line(): first, await second.line(): second}
+    assert set(on) == {"a", "b"}
+    inst_a = inst_named(svc, a.address)
+    loop = asyncio.get_running_loop()
+    svc.pool.set_state(inst_a, State.DRAINING, "test")
+    drained_at = loop.time()
+    for _ in range(4):
+        c = await client(svc.address)
+        assert await c.line() == "b"
+    # The open connection to the draining instance still relays.
+    on["a"].writer.write(b"still here")
+    assert await on["a"].exactly(10) == b"still here"
+    # ... until the grace expires: then it is cut, and counted; the one on b is untouched.
+    assert await on["a"].to_end() == b""
+    assert 0.9 <= loop.time() - drained_at < 5
+    assert svc.figures.of(a.address).drain_cut == 1 and svc.figures.drain_cut == 1
+    on["b"].writer.write(b"ok")
+    assert await on["b"].exactly(2) == b"ok"
+    assert inst_a.counters.active == 0
+
+
+async def test_enabling_again_within_the_grace_cancels_the_cut(proxy, named_echo, client) -> None:
+    a = await named_echo("a")
+    svc = await proxy([a.address], drain_grace="300ms", idle_timeout="5s")
+    c = await client(svc.address)
+    assert await c.line() == "a"
+    inst = inst_named(svc, a.address)
+    svc.pool.set_state(inst, State.DRAINING, "test")
+    cut_in = svc.cut_in(inst)
+    assert cut_in is not None and 0 < cut_in <= 0.3
+    assert svc.describe_pool("p")["drain_cut_in"] == {a.address: round(cut_in, 3)}
+    svc.pool.set_state(inst, State.UP, "test")
+    assert svc.cut_in(inst) is None
+    c.writer.write(b"alive")
+    assert await c.exactly(5) == b"alive"
+    assert svc.figures.drain_cut == 0
+
+
+async def test_slow_reader_pauses_the_sender(proxy, client) -> None:
+    """Flow control: an instance that does not read makes the proxy stop reading the client, so
+    the proxy holds about its high-water mark, not what the client pushes."""
+    reading = asyncio.Event()
+    got: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reading.wait()
+        n = 0
+        while data := await reader.read(1 << 20):
+            n += len(data)
+        got.set_result(n)
+        writer.close()
+
+    server = await asyncio.start_server(slow, "127.0.0.1", 0, limit=1 << 20)
+    async with server:
+        svc = await proxy([f"127.0.0.1:{server.sockets[0].getsockname()[1]}"])
+        c = await client(svc.address)
+        total = 64 << 20
+        c.writer.write(b"q" * total)  # held by the client's transport; the kernel takes what it can
+        c.writer.write_eof()
+        await until(lambda: len(svc.connections) == 1)
+        (conn,) = svc.connections
+        inst = inst_named(svc, svc.pool.eligible()[0].address)
+        await until(lambda: inst.counters.bytes_in > 0 and not conn.client.is_reading())
+        held = conn.upstream.get_write_buffer_size()
+        assert 0 < held <= svc.high_water + (1 << 20)
+        assert inst.counters.bytes_in < total // 4  # the rest waits in the client and the kernel
+        reading.set()
+        assert await asyncio.wait_for(got, 20) == total
+        assert await c.to_end() == b""
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    """Poll a condition the code under test offers no event for, bounded in time."""
+
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+async def test_stop_closes_the_listener_and_waits_for_connections(proxy, named_echo, client) -> None:
+    a = await named_echo("a")
+    svc = await proxy([a.address])
+    c = await client(svc.address)
+    assert await c.line() == "a"
+    stopping = asyncio.ensure_future(svc.stop(10))
+    await asyncio.sleep(0)
+    host, _, port = svc.address.rpartition(":")
+    try:
+        _, w = await asyncio.open_connection(host, int(port))
+    except ConnectionRefusedError:
+        pass
+    else:
+        w.close()
+        raise AssertionError("listener still accepts after stop()")
+    c.writer.write(b"more")
+    assert await c.exactly(4) == b"more"
+    assert not stopping.done()
+    c.writer.write_eof()
+    await asyncio.wait_for(stopping, 5)
+
+
+async def test_stop_cuts_what_outlives_the_grace(proxy, named_echo, client) -> None:
+    a = await named_echo("a")
+    svc = await proxy([a.address])
+    c = await client(svc.address)
+    assert await c.line() == "a"
+    await asyncio.wait_for(svc.stop(0.2), 5)
+    assert await c.to_end() == b""
+    assert not svc.connections
