@@ -146,3 +146,23 @@ def test_as_a_process_that_can_be_killed() -> None:
         assert p.popen.wait(5) == -signal.SIGKILL
     finally:
         p.stop()
+
+
+def test_blackhole_times_out_connecting() -> None:
+    with FaultInstance(Mode.BLACKHOLE) as f:
+        s = socket.socket()
+        s.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            s.connect((f.host, f.port))
+        s.close()
+
+
+def test_status() -> None:
+    with FaultInstance(Mode.STATUS, status=502) as f:
+        c = conn(f)
+        for _ in range(2):
+            c.request("GET", "/")
+            r = c.getresponse()
+            assert r.status == 502 and r.getheader("Tidegate-Draining") is None
+            r.read()
+        assert [s.connection for s in f.seen] == [1, 1]

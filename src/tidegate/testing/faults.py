@@ -15,6 +15,8 @@ arrived, answered or not). The faults are the ones architecture.md's retry table
 | KEEPALIVE_CLOSE              | first request on a connection answered (keep-alive); a second  |
 |                              | one on it is read and the connection closed unanswered — the   |
 |                              | instance closing an idle keep-alive connection as it is reused |
+| STATUS                       | answers `status` (default 503, no drain header), keep-alive    |
+| BLACKHOLE                    | connecting times out (a full accept queue drops the SYNs)      |
 | ECHO                         | 200 with JSON: method, path, body length and sha256, instance |
 
 A refusing instance becomes an accepting one with `listen()` (same port: "refuses, then
@@ -54,6 +56,8 @@ class Mode(StrEnum):
     DRAIN = "drain"
     SLOW = "slow"
     KEEPALIVE_CLOSE = "keepalive-close"
+    BLACKHOLE = "blackhole"
+    STATUS = "status"
 
 
 @dataclass
@@ -92,10 +96,12 @@ class FaultInstance:
         port: int = 0,
         listen: bool = True,
         delay: float | None = None,
+        status: int = 503,
         log_requests: bool = False,
     ) -> None:
         self.mode = Mode(mode)
         self.delay = delay  # SLOW: seconds before answering (None = never); ECHO: added latency
+        self.status = status  # STATUS: what every request gets
         self.log_requests = log_requests
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -109,6 +115,7 @@ class FaultInstance:
         self._conns: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
         self._listening = False
+        self._filler: socket.socket | None = None
         if listen:
             self.listen()
 
@@ -124,8 +131,14 @@ class FaultInstance:
         """Start accepting (until now connecting was refused: the socket was bound, not listening)."""
         if self._listening:
             return
-        self._sock.listen(128)
         self._listening = True
+        if self.mode is Mode.BLACKHOLE:
+            # Backlog 0 holds one connection; with it taken (and never accepted) Linux drops
+            # every further SYN (net.ipv4.tcp_abort_on_overflow = 0, the default).
+            self._sock.listen(0)
+            self._filler = socket.create_connection((self.host, self.port), timeout=5)
+            return
+        self._sock.listen(128)
         t = threading.Thread(target=self._accept_loop, name=f"fault-{self.name}", daemon=True)
         t.start()
         self._threads.append(t)
@@ -136,6 +149,8 @@ class FaultInstance:
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked in the thread
         self._sock.close()
+        if self._filler is not None:
+            self._filler.close()
         with self._lock:
             conns = list(self._conns)
         for c in conns:
@@ -247,6 +262,10 @@ class FaultInstance:
             conn.sendall(_response(503, b"draining\n", [(DRAIN_HEADER, b"1"), (b"Connection", b"close")]))
             _close_gracefully(conn)
             return False
+        if mode is Mode.STATUS:
+            seen.answered = True
+            conn.sendall(_response(self.status, b"failing\n", [(b"X-Instance", self.name.encode())]))
+            return req.keep_alive
         if mode is Mode.SLOW and self._closing.wait(self.delay):
             return False
         if mode is Mode.ECHO and self.delay:
@@ -277,7 +296,7 @@ class FaultInstance:
         return req.keep_alive
 
 
-_REASONS = {200: b"OK", 503: b"Service Unavailable"}
+_REASONS = {200: b"OK", 500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable"}
 
 
 def _response(
@@ -317,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--name")
     ap.add_argument("--delay", type=float)
+    ap.add_argument("--status", type=int, default=503)
     ap.add_argument("--log-requests", action="store_true")
     ap.add_argument("--refuse", action="store_true", help="bind, but do not listen (refuse)")
     args = ap.parse_args(argv)
@@ -330,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         listen=not args.refuse,
         delay=args.delay,
+        status=args.status,
         log_requests=args.log_requests,
     )
     print(f"tidegate: fault listening on {inst.address}", file=sys.stderr, flush=True)
