@@ -1,0 +1,476 @@
+"""A client's connection to the gateway: parse requests, judge them, queue them, answer in order.
+
+Theory of operation. httptools' request parser calls back per request part; `on_headers_complete`
+judges the head (framing, Host, limits) and either queues an `Exchange` or rejects the request.
+A rejection raises out of the parser, which is then dead: the connection answers the error after
+the answers already owed (pipelining keeps order) and closes. Exchanges run one at a time; when
+one finishes the next starts, or the connection goes idle.
+
+Hostile input never reaches an instance: both Content-Length and Transfer-Encoding, a duplicate
+or non-numeric Content-Length, a transfer coding other than chunked, a missing Host in HTTP/1.1 —
+all rejected here before an exchange exists (RFC 9112 §6.1, §6.3, §3.2).
+
+Timeouts are judged by the service's sweeper from `since` (no timer per request): a partial head
+older than `client_header_timeout` gets 408, an idle keep-alive connection older than
+`idle_timeout` is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser, parse_url
+
+from tidegate.http.attempts import BodyStore, BodyTooLarge, SpoolError
+from tidegate.http.exchange import Exchange
+from tidegate.http.headers import REQUEST_HEADERS, VIA, Req, connection_tokens
+from tidegate.http.request import Request
+
+if TYPE_CHECKING:
+    from tidegate.balancing.instance import Instance
+    from tidegate.http.plan import Plan
+    from tidegate.http.service import HttpService
+    from tidegate.http.upstream import UpstreamConnection
+
+# After answering an error on a stream whose request body was not read, keep reading (and
+# discarding) this long before closing, so the client sees the answer rather than a reset.
+LINGER_SECONDS = 2.0
+
+
+class _Reject(Exception):
+    pass
+
+
+class ClientConnection(asyncio.Protocol):
+    __slots__ = (
+        "closed",
+        "closing",
+        "cur",
+        "early",
+        "hbytes",
+        "head_raw",
+        "idle_limit",
+        "lingering",
+        "loop",
+        "parser",
+        "parsing",
+        "peer",
+        "plan",
+        "queue",
+        "read_paused",
+        "reject",
+        "req",
+        "since",
+        "svc",
+        "transport",
+        "tunnel",
+        "tunnel_inst",
+        "write_paused",
+        "xff_self",
+    )
+
+    def __init__(self, svc: HttpService) -> None:
+        self.svc = svc
+        self.loop = svc.loop
+        self.plan: Plan = svc.plan
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.parser: HttpRequestParser | None = HttpRequestParser(self)
+        self.queue: deque[Exchange] = deque()
+        self.req: Request | None = None  # the request being parsed
+        self.cur: Exchange | None = None  # the exchange whose body is being read
+        self.parsing = False  # between the first byte of a request and the end of its head
+        self.hbytes = 0
+        self.head_raw = 0
+        self.reject = 0
+        self.since = 0.0
+        self.idle_limit = 0.0
+        self.closing = False
+        self.closed = False
+        self.lingering = False
+        self.read_paused = False
+        self.write_paused = False
+        self.tunnel: asyncio.Transport | None = None
+        self.tunnel_inst: Instance | None = None
+        self.early: list[bytes] | None = None
+        self.peer = b""
+        self.xff_self = b""
+
+    # --- asyncio.Protocol -------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = str(peer[0]).encode() if isinstance(peer, tuple) else b"unix"
+        self.xff_self = b"X-Forwarded-For: " + self.peer + b"\r\n"
+        self.svc.conns.add(self)
+        self.since = self.loop.time()
+        # A new connection must send its first request within the header timeout.
+        self.idle_limit = self.plan.header_timeout
+        if self.svc.stopping:
+            self.closing = True
+
+    def data_received(self, data: bytes) -> None:
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.write(data)
+            self.queue_inst_bytes(len(data))
+            return
+        parser = self.parser
+        if parser is None:
+            if self.early is not None:
+                self.early.append(data)
+            return  # discarding: the stream is broken, or lingering after an error
+        try:
+            parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            self._upgrade_requested(data[exc.args[0] :])
+            return
+        except HttpParserError:
+            self._broken_stream(self.reject or 400)
+            return
+        if self.parsing:
+            self.head_raw += len(data)
+            if self.head_raw > self.plan.head_guard:
+                self._broken_stream(431)
+
+    def eof_received(self) -> bool:
+        if self.tunnel is not None:
+            if self.tunnel.can_write_eof():
+                self.tunnel.write_eof()
+            return True
+        if not self.queue:
+            self.transport.close()
+            return False
+        # Half-closed by the client with answers still owed: send them, then close.
+        self.closing = True
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.svc.conns.discard(self)
+        if self.tunnel is not None:
+            tunnel, self.tunnel = self.tunnel, None
+            tunnel.close()
+        queue, self.queue = self.queue, deque()
+        for ex in queue:
+            ex.client_gone()
+        if self.cur is not None and self.cur not in queue:
+            self.cur.client_gone()
+        self.cur = None
+        if not self.svc.conns and self.svc.stopping:
+            self.svc.all_closed.set()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.tunnel is not None:
+            self.tunnel.pause_reading()
+            return
+        if self.queue:
+            conn = self.queue[0].conn
+            if conn is not None:
+                conn.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.tunnel is not None:
+            self.tunnel.resume_reading()
+            return
+        if self.queue:
+            conn = self.queue[0].conn
+            if conn is not None:
+                conn.transport.resume_reading()
+
+    # --- httptools callbacks ----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        now = self.loop.time()
+        self.plan = self.svc.plan  # a reload applies from the next request on
+        self.req = Request(now)
+        self.parsing = True
+        self.since = now
+        self.hbytes = 0
+        self.head_raw = 0
+
+    def on_url(self, url: bytes) -> None:
+        req = self.req
+        assert req is not None
+        req.url += url
+        if len(req.url) > self.plan.max_request_line:
+            self.reject = 414
+            raise _Reject
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.parsing:
+            return  # trailers of a chunked body: not forwarded
+        self.hbytes += len(name) + len(value) + 4
+        if self.hbytes > self.plan.max_header_bytes:
+            self.reject = 431
+            raise _Reject
+        req = self.req
+        assert req is not None
+        lname = name.lower()
+        kind = REQUEST_HEADERS.get(lname)
+        if kind is None:
+            if lname[:6] != b"proxy-":
+                req.names.append(lname)
+                req.values.append(value)
+                req.lines.append(name + b": " + value + b"\r\n")
+            return
+        if kind is Req.HOST:
+            if req.host is not None:
+                self.reject = 400  # RFC 9112 §3.2: more than one Host
+                raise _Reject
+            req.host = value
+            req.names.append(lname)
+            req.values.append(value)
+            req.lines.append(name + b": " + value + b"\r\n")
+        elif kind is Req.CONTENT_LENGTH:
+            value = value.strip()
+            if req.content_length is not None or not value.isdigit() or len(value) > 18:
+                self.reject = 400
+                raise _Reject
+            req.content_length = int(value)
+        elif kind is Req.TRANSFER_ENCODING:
+            if req.chunked:
+                self.reject = 400
+                raise _Reject
+            if value.strip().lower() != b"chunked":
+                self.reject = 501  # a coding the gateway does not implement (RFC 9112 §6.1)
+                raise _Reject
+            req.chunked = True
+        elif kind is Req.CONNECTION:
+            # Kept: `upgrade` (a switch is asked for) and tokens naming headers to drop.
+            for token in connection_tokens(value):
+                if token != b"close" and token != b"keep-alive":
+                    req.conn_tokens = [*(req.conn_tokens or ()), token]
+        elif kind is Req.EXPECT:
+            if value.strip().lower() != b"100-continue":
+                self.reject = 417
+                raise _Reject
+            req.expect_continue = True
+        elif kind is Req.UPGRADE:
+            req.upgrade = value
+        elif kind is Req.X_FORWARDED_FOR:
+            req.xff = value if req.xff is None else req.xff + b", " + value
+        elif kind is Req.VIA:
+            req.via = value if req.via is None else req.via + b", " + value
+        # Req.DROP: hop-by-hop or the gateway's own; not forwarded.
+
+    def on_headers_complete(self) -> None:
+        self.parsing = False
+        req = self.req
+        parser = self.parser
+        assert req is not None and parser is not None
+        plan = self.plan
+        method = parser.get_method()
+        req.method = method
+        version = parser.get_http_version()
+        if version == "1.0":
+            req.version = b"1.0"
+        elif version != "1.1":
+            self.reject = 505 if version[:1] != "0" else 400
+            raise _Reject
+        if req.host is None and version == "1.1":
+            self.reject = 400  # RFC 9112 §3.2
+            raise _Reject
+        if req.chunked and (req.content_length is not None or version == "1.0"):
+            self.reject = 400  # RFC 9112 §6.1: faulty framing, never forwarded
+            raise _Reject
+        if method == b"CONNECT":
+            self.reject = 405  # a reverse proxy, not a forward proxy
+            raise _Reject
+        if req.content_length is not None and req.content_length > plan.max_body_bytes:
+            self.reject = 413
+            raise _Reject
+        req.keep_alive = parser.should_keep_alive()
+        req.is_head = method == b"HEAD"
+        tokens = req.conn_tokens
+        if req.upgrade is not None and (tokens is None or b"upgrade" not in tokens):
+            req.upgrade = None  # Upgrade without Connection: upgrade is not a request to switch
+        url = req.url
+        path = url if url[:1] == b"/" else _path_of(url)
+        target = plan.routes.match(req.host, path)
+        if req.chunked or req.content_length:
+            req.body = BodyStore(plan.body_in_memory, plan.max_body_bytes, plan.tmpdir)
+        else:
+            req.complete = True
+        req.head = self._upstream_head(req)
+        ex = Exchange(self, req, target)
+        self.cur = ex
+        self.queue.append(ex)
+        if len(self.queue) == 1:
+            ex.start()
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.cur
+        if ex is None:
+            return
+        req = ex.req
+        req.body_bytes += len(body)
+        try:
+            req.body.append(body)  # type: ignore[union-attr]
+        except BodyTooLarge:
+            self.reject = 413
+            raise
+        except SpoolError:
+            self.reject = 507
+            raise
+
+    def on_message_complete(self) -> None:
+        ex = self.cur
+        self.cur = None
+        self.req = None
+        if ex is None:
+            return
+        req = ex.req
+        req.complete = True
+        if req.body is not None:
+            req.body.finish()
+        if len(self.queue) > 1 and not self.read_paused:
+            # Pipelined: hold further requests in the socket until this one is answered.
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    # --- building the head sent upstream ----------------------------------------------------
+    def _upstream_head(self, req: Request) -> bytes:
+        lines = req.lines
+        tokens = req.conn_tokens
+        if tokens:
+            drop = [t for t in tokens if t != b"upgrade"]
+            if drop:
+                names = req.names
+                lines = [ln for n, ln in zip(names, lines, strict=True) if n not in drop]
+        parts = [req.method, b" ", req.url, b" HTTP/1.1\r\n", *lines]
+        xff = req.xff
+        if xff is None:
+            parts.append(self.xff_self)
+        else:
+            parts.append(b"X-Forwarded-For: " + xff + b", " + self.peer + b"\r\n")
+        parts.append(b"X-Forwarded-Proto: http\r\n")
+        if req.host is not None:
+            parts.append(b"X-Forwarded-Host: " + req.host + b"\r\n")
+        parts.append(b"Via: " + (req.via + b", " if req.via is not None else b"") + VIA + b"\r\n")
+        if req.content_length is not None:
+            parts.append(b"Content-Length: %d\r\n" % req.content_length)
+        elif req.chunked:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        if req.upgrade is not None:
+            parts.append(b"Connection: upgrade\r\nUpgrade: " + req.upgrade + b"\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    # --- errors, upgrades, the end of an exchange -------------------------------------------
+    def _broken_stream(self, status: int) -> None:
+        """The client's byte stream cannot be parsed any further: answer `status`, then close."""
+        self.parser = None
+        self.parsing = False
+        self.closing = True
+        cur = self.cur
+        self.cur = None
+        if cur is not None and not cur.req.complete:
+            cur.fail_local(status)  # the body in progress is what went wrong
+            return
+        req = self.req or Request(self.loop.time())
+        self.req = None
+        ex = Exchange.error(self, req, status)
+        self.queue.append(ex)
+        if len(self.queue) == 1:
+            ex.start()
+
+    def _upgrade_requested(self, rest: bytes) -> None:
+        self.parser = None
+        self.cur = None
+        self.req = None
+        self.early = [rest] if rest else []
+        # Bytes for the tunnel wait until the instance has answered 101.
+        self.read_paused = True
+        self.transport.pause_reading()
+
+    def open_tunnel(self, conn: UpstreamConnection) -> None:
+        self.tunnel = conn.transport
+        self.tunnel_inst = conn.inst
+        early, self.early = self.early or [], None
+        for chunk in early:
+            conn.transport.write(chunk)
+            conn.inst.counters.bytes_in += len(chunk)
+        self.read_paused = False
+        self.transport.resume_reading()
+
+    def queue_inst_bytes(self, n: int) -> None:
+        inst = self.tunnel_inst
+        if inst is not None:
+            inst.counters.bytes_in += n
+
+    def write(self, data: bytes) -> None:
+        if not self.closed:
+            self.transport.write(data)
+
+    def exchange_done(self, ex: Exchange) -> None:
+        queue = self.queue
+        if queue and queue[0] is ex:
+            queue.popleft()
+        if self.closed:
+            return
+        if ex.tunnel:
+            return
+        if ex.close_client or (ex.broken and not queue):
+            self._close(linger=not ex.req.complete or self.parser is None)
+            return
+        if queue:
+            queue[0].start()
+            return
+        if self.closing:
+            self._close(linger=self.parser is None)
+            return
+        if not self.parsing:
+            self.since = self.loop.time()
+            self.idle_limit = self.plan.idle_timeout
+        if self.read_paused and self.early is None:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def _close(self, linger: bool) -> None:
+        self.parser = None
+        self.closing = True
+        if linger and self.transport.can_write_eof():
+            self.lingering = True
+            self.since = self.loop.time()
+            self.transport.write_eof()
+            if self.read_paused:
+                self.read_paused = False
+                self.transport.resume_reading()
+        else:
+            self.transport.close()
+
+    # --- the service's sweeper and graceful stop --------------------------------------------
+    def check(self, now: float) -> None:
+        if self.tunnel is not None or self.closed:
+            return
+        if self.queue:
+            self.queue[0].check(now, self.plan.response_timeout)
+            return
+        if self.lingering:
+            if now - self.since >= LINGER_SECONDS:
+                self.transport.close()
+        elif self.parsing:
+            if now - self.since >= self.plan.header_timeout:
+                self._broken_stream(408)
+        elif now - self.since >= self.idle_limit:
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """Graceful stop: idle connections close now, busy ones after their current answer."""
+        self.closing = True
+        if not self.queue and not self.parsing and self.tunnel is None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.transport.abort()
+
+
+def _path_of(url: bytes) -> bytes:
+    """The path of an absolute-form request target (RFC 9112 §3.2.2), for routing."""
+    try:
+        return parse_url(url).path or b"/"
+    except HttpParserError:
+        return url

@@ -1,0 +1,394 @@
+"""One request's life in the gateway: the attempt loop, and the answer the client gets.
+
+Theory of operation. A client connection queues one `Exchange` per request and runs them strictly
+one after another (so pipelined answers go out in order). A running exchange is one task:
+
+    pick an instance (not yet tried) → get a connection (idle, else connect) → send the head,
+    stream the body from the body store → wait for the attempt's outcome
+
+The outcome arrives from the upstream connection's callbacks: `response_done` (the response went
+to the client), `attempt_failed` (nothing went to the client yet: the retry rules may try again
+elsewhere) or `response_broken` (bytes went out, so the client connection is cut). Drain signals
+and retryable statuses are decided in `response_head`, before anything is forwarded.
+
+Per-instance figures are plain increments here: `active` while an attempt is on the instance,
+`completed`, `failures`, `retries`, latency; bytes are counted where they are written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Final
+
+from tidegate.balancing.instance import Instance
+from tidegate.balancing.state import State
+from tidegate.http import responses
+from tidegate.http.attempts import Decision, Failure, decide
+from tidegate.http.request import Request
+from tidegate.http.routing import Target
+
+if TYPE_CHECKING:
+    from tidegate.http.client import ClientConnection
+    from tidegate.http.upstream import UpstreamConnection
+
+log = logging.getLogger("tidegate.http")
+
+
+class _Broken:
+    """Outcome of an attempt whose response was cut after bytes reached the client."""
+
+
+BROKEN: Final = _Broken()
+Outcome = Failure | _Broken | None
+
+
+class Exchange:
+    __slots__ = (
+        "attempt",
+        "body_sent",
+        "body_task",
+        "broken",
+        "bytes_out",
+        "canned",
+        "client",
+        "close_client",
+        "conn",
+        "decided",
+        "fut",
+        "inst",
+        "local_error",
+        "progress",
+        "req",
+        "response_started",
+        "status",
+        "target",
+        "task",
+        "tunnel",
+        "watch",
+        "watch_since",
+    )
+
+    def __init__(self, client: ClientConnection, req: Request, target: Target | None) -> None:
+        self.client = client
+        self.req = req
+        self.target = target
+        self.task: asyncio.Task[None] | None = None
+        self.conn: UpstreamConnection | None = None
+        self.inst: Instance | None = None
+        self.fut: asyncio.Future[Outcome] | None = None
+        self.attempt = 0
+        self.decided: Decision | None = None
+        self.response_started = False
+        self.status = 0
+        self.close_client = False
+        self.broken = False  # the client stream cannot be trusted / the answer was cut
+        self.body_sent = req.body is None
+        self.body_task: asyncio.Task[None] | None = None
+        self.canned: bytes | None = None
+        self.local_error = 0
+        self.progress = 0  # bumped on upstream activity; the sweeper times out a still one
+        self.watch = -1
+        self.watch_since = 0.0
+        self.tunnel = False
+        self.bytes_out = 0
+
+    @classmethod
+    def error(cls, client: ClientConnection, req: Request, status: int) -> Exchange:
+        """An exchange that only answers the gateway's own error and closes the connection."""
+        ex = cls(client, req, None)
+        ex.canned = responses.error(status, close=True)
+        ex.status = status
+        ex.close_client = ex.broken = True
+        return ex
+
+    # --- driven by the client connection ----------------------------------------------------
+    def start(self) -> None:
+        canned = self.canned
+        if canned is not None:
+            self.client.write(canned)
+            self.client.exchange_done(self)
+            return
+        req = self.req
+        if req.expect_continue and not req.complete:
+            self.client.write(responses.CONTINUE)
+        self.task = self.client.loop.create_task(self.run())
+
+    def fail_local(self, status: int) -> None:
+        """The client's side of the request went wrong (body too large, bad chunk, spool error)."""
+        self.local_error = status
+        self.close_client = self.broken = True
+        if self.task is None:
+            self.canned = responses.error(status, close=True)
+            self.status = status
+        elif not self.task.done():
+            self.task.cancel()
+
+    def client_gone(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        elif self.task is None and self.req.body is not None:
+            self.req.body.close()
+
+    def check(self, now: float, timeout: float) -> None:
+        """Sweeper tick: an attempt with no upstream activity for `timeout` has timed out."""
+        conn = self.conn
+        if conn is None or self.fut is None:
+            return
+        if self.progress != self.watch or self.client.write_paused:
+            self.watch = self.progress
+            self.watch_since = now
+        elif now - self.watch_since >= timeout:
+            if conn.committed:
+                conn.discard()
+                self.response_broken(conn)
+            else:
+                conn.discard()
+                self.attempt_failed(conn, Failure.RESPONSE_TIMEOUT)
+
+    # --- the attempt loop -------------------------------------------------------------------
+    async def run(self) -> None:
+        client = self.client
+        try:
+            await self._proxy()
+        except asyncio.CancelledError:
+            if self.local_error and not client.closed:
+                if self.response_started:
+                    self.broken = True
+                else:
+                    self._answer(self.local_error)
+        except Exception:
+            log.exception("proxying %r", self.req.url)
+            if self.response_started:
+                self.broken = self.close_client = True
+            else:
+                self._answer(500)
+        finally:
+            if self.conn is not None:
+                self.conn.discard()
+                self.conn = None
+            if self.body_task is not None and not self.body_task.done():
+                self.body_task.cancel()
+            if self.req.body is not None and not self.tunnel:
+                self.req.body.close()
+            if client.svc.access_log is not None:
+                self._log()
+            if not client.closed:
+                client.exchange_done(self)
+
+    async def _proxy(self) -> None:
+        target = self.target
+        if target is None:
+            self._answer(502)
+            return
+        req = self.req
+        pool = target.pool
+        key = target.key(req, self.client.peer) if target.key is not None else None
+        loop = self.client.loop
+        target.budget.record_request(loop.time())
+        tried: list[Instance] = []
+        while True:
+            self.attempt += 1
+            inst = pool.pick(key, tried)
+            if inst is None:
+                self._answer(502)
+                return
+            self.decided = None
+            outcome = await self._attempt(inst)
+            if outcome is None:
+                return
+            c = inst.counters
+            c.failures += 1
+            pool.report(inst, False)
+            if outcome is BROKEN:
+                self.broken = self.close_client = True
+                return
+            assert isinstance(outcome, Failure)
+            decision = self.decided or self._decide(outcome, None)
+            if not decision.retry:
+                self._answer(decision.status or 502)
+                return
+            tried.append(inst)
+
+    def _decide(self, failure: Failure, status: int | None) -> Decision:
+        target = self.target
+        assert target is not None
+        method = self.req.method
+        d = decide(target.policy, failure, method, self.attempt, status, self.response_started, True)
+        if d.retry and not target.budget.try_spend(self.client.loop.time()):
+            d = decide(target.policy, failure, method, self.attempt, status, self.response_started, False)
+        return d
+
+    async def _attempt(self, inst: Instance) -> Outcome:
+        client = self.client
+        svc = client.svc
+        plan = client.plan
+        loop = client.loop
+        conn = svc.upstreams.acquire(inst)
+        reused = conn is not None
+        if conn is None:
+            try:
+                conn = await svc.upstreams.connect(inst, plan.connect_timeout)
+            except TimeoutError:
+                return Failure.CONNECT_TIMEOUT
+            except OSError:
+                return Failure.CONNECT_FAILED
+        self.inst = inst
+        c = inst.counters
+        c.active += 1
+        if self.attempt > 1:
+            c.retries += 1
+        started = loop.time()
+        fut: asyncio.Future[Outcome] = loop.create_future()
+        self.fut = fut
+        self.conn = conn
+        self.watch = -1
+        conn.bind(self, reused)
+        req = self.req
+        head = req.head
+        conn.transport.write(head)
+        c.bytes_in += len(head)
+        if req.body is not None:
+            self.body_sent = False
+            self.body_task = loop.create_task(self._send_body(conn))
+        try:
+            outcome = await fut
+        finally:
+            c.active -= 1
+            self.fut = None
+            if self.body_task is not None:
+                if not self.body_task.done():
+                    self.body_task.cancel()
+                self.body_task = None
+        if outcome is None:
+            c.completed += 1
+            c.record_latency(loop.time() - started)
+            self.target.pool.report(inst, True)  # type: ignore[union-attr]
+        return outcome
+
+    async def _send_body(self, conn: UpstreamConnection) -> None:
+        store = self.req.body
+        assert store is not None
+        chunked = self.req.content_length is None
+        tr = conn.transport
+        counters = conn.inst.counters
+        async for chunk in store.reader():
+            if conn.closed or self.conn is not conn:
+                return
+            n = len(chunk)
+            if not n:
+                continue
+            if chunked:
+                tr.writelines((b"%x\r\n" % n, chunk, b"\r\n"))
+                n += 7
+            else:
+                tr.write(chunk)
+            counters.bytes_in += n
+            self.progress += 1
+            if conn.write_paused:
+                await conn.drained()
+        if chunked and not conn.closed and self.conn is conn:
+            tr.write(b"0\r\n\r\n")
+            counters.bytes_in += 5
+        self.body_sent = True
+
+    # --- outcomes, called from the upstream connection's callbacks ---------------------------
+    def response_head(self, conn: UpstreamConnection, status: int) -> None:
+        target = self.target
+        assert target is not None and self.inst is not None
+        if status == 503 and conn.draining:
+            # The drain signal: the instance promises it did not process the request.
+            target.pool.set_state(self.inst, State.DRAINING, "drain signal")
+            d = self._decide(Failure.DRAIN_SIGNAL, status)
+            if d.retry or d.status is not None:
+                self.decided = d
+                conn.discard()
+                self.attempt_failed(conn, Failure.DRAIN_SIGNAL)
+                return
+        elif status in target.policy.statuses:
+            d = self._decide(Failure.STATUS, status)
+            if d.retry:
+                self.decided = d
+                conn.discard()
+                self.attempt_failed(conn, Failure.STATUS)
+                return
+        req = self.req
+        client = self.client
+        close = not req.keep_alive or client.closing or not req.complete
+        if req.upgrade is not None and status != 101:
+            close = True
+        if conn.commit(status, req.version == b"1.0", req.is_head, close):
+            self.close_client = True
+        self.response_started = True
+        self.status = status
+        conn.client_tr = client.transport
+        if client.write_paused:
+            conn.transport.pause_reading()
+
+    def response_done(self, conn: UpstreamConnection, reusable: bool) -> None:
+        self.conn = None
+        if reusable and self.body_sent:
+            self.client.svc.upstreams.release(conn)
+        else:
+            conn.discard()
+        fut = self.fut
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def attempt_failed(self, conn: UpstreamConnection, failure: Failure) -> None:
+        self.conn = None
+        conn.discard()
+        fut = self.fut
+        if fut is not None and not fut.done():
+            fut.set_result(failure)
+
+    def response_broken(self, conn: UpstreamConnection) -> None:
+        self.conn = None
+        conn.discard()
+        self.broken = self.close_client = True
+        fut = self.fut
+        if fut is not None and not fut.done():
+            fut.set_result(BROKEN)
+
+    def tunnel_open(self, conn: UpstreamConnection) -> None:
+        """The instance answered 101: from now on bytes flow raw both ways (WebSocket etc.)."""
+        self.conn = None
+        self.tunnel = True
+        self.client.open_tunnel(conn)
+        fut = self.fut
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    # --- the gateway's own answers ----------------------------------------------------------
+    def _answer(self, status: int) -> None:
+        req = self.req
+        client = self.client
+        close = not req.complete or not req.keep_alive or client.closing or self.broken
+        self.status = status
+        if close:
+            self.close_client = True
+        answer = responses.error(status, close=close)
+        self.bytes_out += len(answer)
+        client.write(answer)
+
+    def _log(self) -> None:
+        req = self.req
+        client = self.client
+        entry = {
+            "pool": self.target.name if self.target is not None else None,
+            "instance": self.inst.address if self.inst is not None else None,
+            "client": client.peer.decode(),
+            "method": req.method.decode("latin-1"),
+            "path": req.url.decode("latin-1"),
+            "status": self.status,
+            "tries": self.attempt,
+            "bytes_in": req.body_bytes,
+            "bytes_out": self.bytes_out,
+            "duration": round(client.loop.time() - req.started, 6),
+        }
+        if self.broken:
+            entry["broken"] = True
+        access_log = client.svc.access_log
+        if access_log is not None:
+            access_log.write(json.dumps(entry, separators=(",", ":")))

@@ -1,0 +1,138 @@
+"""The HTTP gateway as a runtime service: listener, sweeper, reload and graceful stop.
+
+Stopping follows uvicorn's order: close the listener, close idle keep-alive connections (busy
+ones close after their current answer), wait for in-flight exchanges up to the grace period, then
+cut what is left. The sweeper is the only timer: each tick it checks every connection's deadlines
+(header, idle, upstream response) and closes idle upstream connections, so no request arms one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from tidegate.balancing.pool import Pool
+from tidegate.config.model import Config, HttpConfig, split_address
+from tidegate.http.access_log import AccessLog
+from tidegate.http.attempts import RetryBudget
+from tidegate.http.client import ClientConnection
+from tidegate.http.plan import Plan
+from tidegate.http.upstream import Upstreams
+
+log = logging.getLogger("tidegate.http")
+
+
+class HttpService:
+    def __init__(self, cfg: HttpConfig, runtime: Any) -> None:
+        self.cfg = cfg
+        self.runtime = runtime
+        extra: dict[str, Any] = getattr(runtime, "extra", {})
+        self.index: int = extra.get("http.count", 0)
+        extra["http.count"] = self.index + 1
+        self.name = "http" if self.index == 0 else f"http.{self.index}"
+        self.pools: Mapping[str, Pool] = runtime.pools
+        self.budgets: dict[str, RetryBudget] = {}
+        self.plan = Plan(cfg, self.pools, self.budgets)
+        self.conns: set[ClientConnection] = set()
+        self.stopping = False
+        self.all_closed = asyncio.Event()
+        self.access_log: AccessLog | None = AccessLog(cfg.access_log) if cfg.access_log else None
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.upstreams: Upstreams = None  # type: ignore[assignment]
+        self.server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self.address = ""
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.upstreams = Upstreams(self.loop)
+        host, port = split_address(self.cfg.listen)
+        self.server = await self.loop.create_server(
+            lambda: ClientConnection(self), host, port, backlog=2048, reuse_address=True
+        )
+        bound = self.server.sockets[0].getsockname()
+        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+        self.address = f"{shown}:{bound[1]}"
+        print(f"tidegate: {self.name} listening on {self.address}", file=sys.stderr, flush=True)
+        self._sweeper = self.loop.create_task(self._sweep())
+
+    async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:
+        cfg = self._my_section(config)
+        if cfg is None:
+            log.warning(
+                "%s: no [[http]] section listens on %s any more; keeping the old one",
+                self.name,
+                self.cfg.listen,
+            )
+            cfg = self.cfg
+        elif cfg.listen != self.cfg.listen:
+            log.warning("%s: a new listen address needs a restart; keeping %s", self.name, self.address)
+        self.pools = pools
+        self.plan = Plan(cfg, pools, self.budgets)
+        if cfg.access_log != self.cfg.access_log:
+            if self.access_log is not None:
+                self.access_log.close()
+            self.access_log = AccessLog(cfg.access_log) if cfg.access_log else None
+        self.cfg = cfg
+        self.upstreams.retain({inst for pool in pools.values() for inst in pool})
+
+    def _my_section(self, config: Config) -> HttpConfig | None:
+        for h in config.http:
+            if h.listen == self.cfg.listen:
+                return h
+        if self.index < len(config.http):
+            return config.http[self.index]
+        return None
+
+    async def stop(self, grace: float) -> None:
+        self.stopping = True
+        if self.server is not None:
+            self.server.close()
+        for conn in list(self.conns):
+            conn.shutdown()
+        if self.conns:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self.all_closed.wait()
+        for conn in list(self.conns):
+            conn.abort()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self.upstreams is not None:
+            self.upstreams.close_all()
+        if self.access_log is not None:
+            self.access_log.close()
+
+    async def _sweep(self) -> None:
+        loop = self.loop
+        while True:
+            await asyncio.sleep(self.plan.tick)
+            now = loop.time()
+            for conn in list(self.conns):
+                conn.check(now)
+            self.upstreams.sweep(now)
+
+    def describe_pool(self, pool: str) -> dict[str, object] | None:
+        target_pools = {t.name for t in self._targets()}
+        if pool not in target_pools:
+            return None
+        p = self.pools.get(pool)
+        idle = sum(len(self.upstreams.idle.get(i, ())) for i in p) if p is not None and self.upstreams else 0
+        return {"listen": self.address, "idle_upstream_connections": idle}
+
+    def _targets(self) -> list[Any]:
+        routes = self.plan.routes
+        out = [t for _, t in routes.any_host if t is not None]
+        for entries in routes.by_host.values():
+            out.extend(t for _, t in entries if t is not None)
+        if routes.default is not None:
+            out.append(routes.default)
+        return out
+
+
+def make_service(http_cfg: HttpConfig, runtime: Any) -> HttpService:
+    return HttpService(http_cfg, runtime)
