@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser, parse_url
 
-from tidegate.http.attempts import BodyStore, BodyTooLarge, SpoolError
+from tidegate.http.attempts import BodyError, BodyStore, BodyTooLarge, SpoolError
 from tidegate.http.exchange import Exchange
 from tidegate.http.headers import REQUEST_HEADERS, VIA, Req, connection_tokens
 from tidegate.http.request import Request
@@ -315,6 +315,8 @@ class ClientConnection(asyncio.Protocol):
         except SpoolError:
             self.reject = 507
             raise
+        except BodyError:
+            pass  # the exchange is already over; the rest of its body is dropped
 
     def on_message_complete(self) -> None:
         ex = self.cur
@@ -400,6 +402,10 @@ class ClientConnection(asyncio.Protocol):
         inst = self.tunnel_inst
         if inst is not None:
             inst.counters.bytes_in += n
+
+    def last_answer(self, ex: Exchange) -> bool:
+        """Whether `ex` answers last before a connection that is closing closes."""
+        return self.closing and (not self.queue or self.queue[-1] is ex)
 
     def write(self, data: bytes) -> None:
         if not self.closed:

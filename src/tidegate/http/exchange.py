@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Final
 from tidegate.balancing.instance import Instance
 from tidegate.balancing.state import State
 from tidegate.http import responses
-from tidegate.http.attempts import Decision, Failure, decide
+from tidegate.http.attempts import BodyError, Decision, Failure, decide
 from tidegate.http.request import Request
 from tidegate.http.routing import Target
 
@@ -62,6 +62,7 @@ class Exchange:
         "progress",
         "req",
         "response_started",
+        "running",
         "status",
         "target",
         "task",
@@ -75,6 +76,7 @@ class Exchange:
         self.req = req
         self.target = target
         self.task: asyncio.Task[None] | None = None
+        self.running = False
         self.conn: UpstreamConnection | None = None
         self.inst: Instance | None = None
         self.fut: asyncio.Future[Outcome] | None = None
@@ -122,14 +124,19 @@ class Exchange:
         if self.task is None:
             self.canned = responses.error(status, close=True)
             self.status = status
-        elif not self.task.done():
+        elif self.running and not self.task.done():
             self.task.cancel()
+        # else: the task has not run yet and sees local_error first thing
 
     def client_gone(self) -> None:
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-        elif self.task is None and self.req.body is not None:
-            self.req.body.close()
+        task = self.task
+        if task is not None and not task.done():
+            # A task cancelled before its first step never runs its own clean-up.
+            if not self.running and self.req.body is not None:
+                self.req.body.abort()
+            task.cancel()
+        elif task is None and self.req.body is not None:
+            self.req.body.abort()
 
     def check(self, now: float, timeout: float) -> None:
         """Sweeper tick: an attempt with no upstream activity for `timeout` has timed out."""
@@ -150,7 +157,11 @@ class Exchange:
     # --- the attempt loop -------------------------------------------------------------------
     async def run(self) -> None:
         client = self.client
+        self.running = True
         try:
+            if self.local_error:
+                self._answer(self.local_error)
+                return
             await self._proxy()
         except asyncio.CancelledError:
             if self.local_error and not client.closed:
@@ -170,7 +181,7 @@ class Exchange:
                 self.conn = None
             if self.body_task is not None and not self.body_task.done():
                 self.body_task.cancel()
-            if self.req.body is not None and not self.tunnel:
+            if self.req.body is not None:
                 self.req.body.close()
             if client.svc.access_log is not None:
                 self._log()
@@ -185,8 +196,7 @@ class Exchange:
         req = self.req
         pool = target.pool
         key = target.key(req, self.client.peer) if target.key is not None else None
-        loop = self.client.loop
-        target.budget.record_request(loop.time())
+        target.budget.record_request(self.client.loop.time())
         tried: list[Instance] = []
         while True:
             self.attempt += 1
@@ -198,8 +208,7 @@ class Exchange:
             outcome = await self._attempt(inst)
             if outcome is None:
                 return
-            c = inst.counters
-            c.failures += 1
+            inst.counters.failures += 1
             pool.report(inst, False)
             if outcome is BROKEN:
                 self.broken = self.close_client = True
@@ -212,12 +221,25 @@ class Exchange:
             tried.append(inst)
 
     def _decide(self, failure: Failure, status: int | None) -> Decision:
+        """decide() with the pool's budget: a token is spent only for a retry really made."""
         target = self.target
         assert target is not None
-        method = self.req.method
-        d = decide(target.policy, failure, method, self.attempt, status, self.response_started, True)
-        if d.retry and not target.budget.try_spend(self.client.loop.time()):
-            d = decide(target.policy, failure, method, self.attempt, status, self.response_started, False)
+        budget = target.budget
+        now = self.client.loop.time()
+        d = decide(target.policy, failure, self.req.method, self.attempt, status, self.response_started, True)
+        if d.retry:
+            if budget.can_spend(now):
+                budget.spend(now)
+            else:
+                d = decide(
+                    target.policy,
+                    failure,
+                    self.req.method,
+                    self.attempt,
+                    status,
+                    self.response_started,
+                    False,
+                )
         return d
 
     async def _attempt(self, inst: Instance) -> Outcome:
@@ -273,21 +295,23 @@ class Exchange:
         chunked = self.req.content_length is None
         tr = conn.transport
         counters = conn.inst.counters
-        async for chunk in store.reader():
-            if conn.closed or self.conn is not conn:
-                return
-            n = len(chunk)
-            if not n:
-                continue
-            if chunked:
-                tr.writelines((b"%x\r\n" % n, chunk, b"\r\n"))
-                n += 7
-            else:
-                tr.write(chunk)
-            counters.bytes_in += n
-            self.progress += 1
-            if conn.write_paused:
-                await conn.drained()
+        try:
+            async for chunk in store.reader():
+                if conn.closed or self.conn is not conn:
+                    return
+                n = len(chunk)
+                if chunked:
+                    size_line = b"%x\r\n" % n
+                    tr.writelines((size_line, chunk, b"\r\n"))
+                    n += len(size_line) + 2
+                else:
+                    tr.write(chunk)
+                counters.bytes_in += n
+                self.progress += 1
+                if conn.write_paused:
+                    await conn.drained()
+        except BodyError:
+            return  # the client side failed (and answers that) or the exchange is over
         if chunked and not conn.closed and self.conn is conn:
             tr.write(b"0\r\n\r\n")
             counters.bytes_in += 5
@@ -297,25 +321,24 @@ class Exchange:
     def response_head(self, conn: UpstreamConnection, status: int) -> None:
         target = self.target
         assert target is not None and self.inst is not None
+        failure = None
         if status == 503 and conn.draining:
             # The drain signal: the instance promises it did not process the request.
-            target.pool.set_state(self.inst, State.DRAINING, "drain signal")
-            d = self._decide(Failure.DRAIN_SIGNAL, status)
-            if d.retry or d.status is not None:
-                self.decided = d
-                conn.discard()
-                self.attempt_failed(conn, Failure.DRAIN_SIGNAL)
-                return
+            failure = Failure.DRAIN_SIGNAL
         elif status in target.policy.statuses:
-            d = self._decide(Failure.STATUS, status)
-            if d.retry:
+            failure = Failure.STATUS
+        if failure is not None:
+            d = self._decide(failure, status)
+            if d.drain:
+                target.pool.set_state(self.inst, State.DRAINING, "drain signal")
+            if not d.pass_through:
                 self.decided = d
                 conn.discard()
-                self.attempt_failed(conn, Failure.STATUS)
+                self.attempt_failed(conn, failure)
                 return
         req = self.req
         client = self.client
-        close = not req.keep_alive or client.closing or not req.complete
+        close = not req.keep_alive or not req.complete or client.last_answer(self)
         if req.upgrade is not None and status != 101:
             close = True
         if conn.commit(status, req.version == b"1.0", req.is_head, close):
@@ -364,7 +387,7 @@ class Exchange:
     def _answer(self, status: int) -> None:
         req = self.req
         client = self.client
-        close = not req.complete or not req.keep_alive or client.closing or self.broken
+        close = not req.complete or not req.keep_alive or self.broken or client.last_answer(self)
         self.status = status
         if close:
             self.close_client = True

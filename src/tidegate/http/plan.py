@@ -42,7 +42,7 @@ class Plan:
         self.head_guard = lim.max_header_bytes + lim.max_request_line_bytes + _HEAD_SLACK
         self.max_body_bytes = lim.max_body_bytes
         self.body_in_memory = lim.body_in_memory
-        self.tmpdir: str | None = None
+        self.tmpdir = lim.spool_dir
         self.header_timeout = lim.client_header_timeout
         self.idle_timeout = lim.idle_timeout
         self.connect_timeout = lim.upstream_connect_timeout
