@@ -1,0 +1,114 @@
+"""tidegate serve MODULE:APP --instances N --port P [--register ADMIN_URL --pool NAME]
+
+A supervisor of N drain-aware instances of an ASGI app on ports P, P+1, … (P = 0: ephemeral ports,
+kept across restarts). A crashed instance is started again (with a growing delay if it keeps
+crashing). The supervisor's control endpoint (loopback) restarts one instance on request: that is
+how `tidegate upgrade` rolls new code out. With --register, the instances are added to the pool
+through the gateway's admin API, with {"supervisor": CONTROL_URL} in their meta; on SIGTERM or
+Ctrl-C they are drained there and removed before the instances themselves drain and exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+
+from tidegate.control.api_client import AdminClient, AdminError
+from tidegate.control.registration import deregister, register
+from tidegate.instance.control_server import start_control_server
+from tidegate.instance.supervisor import StartError, Supervisor
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("app", metavar="MODULE:APP", help="the ASGI app, e.g. myapp.main:app")
+    p.add_argument("--instances", "-n", type=int, default=1, help="how many instances (default 1)")
+    p.add_argument("--port", "-p", type=int, default=8000, help="port of the first instance; 0 = ephemeral")
+    p.add_argument("--host", default="127.0.0.1", help="address the instances listen on")
+    p.add_argument("--control-port", type=int, default=0, help="the supervisor's control port on loopback")
+    p.add_argument("--register", metavar="ADMIN_URL", help="add the instances to this gateway's pool")
+    p.add_argument("--pool", help="the pool to register them in (with --register)")
+    p.add_argument("--weight", type=int, default=1, help="weight to register them with")
+    p.add_argument("--admin-token", default=os.environ.get("TIDEGATE_ADMIN_TOKEN"), help=argparse.SUPPRESS)
+    p.add_argument("--grace", type=float, default=30.0, help="seconds in-flight requests may take on exit")
+    p.add_argument(
+        "--drain-window", type=float, default=1.0, help="seconds an exiting instance answers the drain signal"
+    )
+    p.add_argument("--health-path", default="/healthz")
+    p.add_argument("--app-health", action="store_true", help="the app answers the health path itself")
+    p.add_argument("--keep-alive", type=float, default=75.0, help="idle keep-alive timeout of the instances")
+
+
+def instance_args(args: argparse.Namespace) -> list[str]:
+    out = ["--grace", str(args.grace), "--drain-window", str(args.drain_window)]
+    out += ["--health-path", args.health_path, "--keep-alive", str(args.keep_alive)]
+    return out + (["--app-health"] if args.app_health else [])
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.instances < 1:
+        print("tidegate serve: --instances must be at least 1", file=sys.stderr)
+        return 2
+    if bool(args.register) != bool(args.pool):
+        print("tidegate serve: --register and --pool go together", file=sys.stderr)
+        return 2
+    import uvloop
+
+    return uvloop.run(_serve(args))
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    ports = [0] * args.instances if args.port == 0 else [args.port + i for i in range(args.instances)]
+    supervisor = Supervisor(args.app, args.host, ports, instance_args(args), env=child_env())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    control = await start_control_server(supervisor, args.control_port)
+    admin = AdminClient(args.register, args.admin_token) if args.register else None
+    registered: list[str] = []
+    code = 0
+    try:
+        try:
+            await supervisor.start()
+        except StartError as exc:
+            print(f"tidegate serve: {exc}", file=sys.stderr, flush=True)
+            return 1
+        if admin is not None:
+            meta = {"supervisor": control.url}
+            try:
+                for child in supervisor.children:
+                    note = await register(admin, args.pool, child.address, args.weight, meta)
+                    registered.append(child.address)
+                    print(f"tidegate: {note}", file=sys.stderr, flush=True)
+            except AdminError as exc:
+                print(
+                    f"tidegate serve: could not register with {args.register}: {exc}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                code = 1
+                return code
+        print(f"tidegate: ready ({args.instances} instances of {args.app})", file=sys.stderr, flush=True)
+        await stop.wait()
+        print("tidegate: supervisor stopping", file=sys.stderr, flush=True)
+    finally:
+        if admin is not None:
+            notes = await asyncio.gather(
+                *(deregister(admin, args.pool, a, args.grace) for a in registered), return_exceptions=True
+            )
+            for note in notes:
+                print(f"tidegate: {note}", file=sys.stderr, flush=True)
+            await admin.aclose()
+        await supervisor.stop(timeout=args.grace + args.drain_window + 5)
+        await control.close()
+    return code
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # The instances stop with the supervisor even if it dies without cleaning up (instance/__main__).
+    env["TIDEGATE_PARENT_PID"] = str(os.getpid())
+    return env

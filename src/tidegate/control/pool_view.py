@@ -1,0 +1,104 @@
+"""What the rollout and the supervisor read from `GET /api/pools`, as typed values (no I/O).
+
+The admin API answers pools with their instances (interface.md). Only the fields a rollout needs
+are taken: address, state, weight, connections (requests in service), meta (where its
+supervisor is), and per pool the health-check settings and the facts other layers add under their
+own name ("dns": {"max_ttl": …}, "lvs": {…}). Unknown fields are ignored, so the admin API may grow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class InstanceView:
+    address: str
+    state: str = "up"
+    weight: int = 1
+    connections: int = 0
+    meta: Mapping[str, str] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def supervisor(self) -> str | None:
+        return self.meta.get("supervisor")
+
+    def lvs_connections(self) -> int:
+        """Connections the LVS layer counts for this real server (active + inactive when given)."""
+        lvs = self.raw.get("lvs")
+        if isinstance(lvs, Mapping):
+            total = 0
+            found = False
+            for key in ("active", "active_connections", "inactive", "inactive_connections"):
+                if isinstance(lvs.get(key), int):
+                    total += lvs[key]
+                    found = True
+            if found:
+                return total
+        return self.connections
+
+
+@dataclass(frozen=True)
+class PoolView:
+    name: str
+    instances: tuple[InstanceView, ...]
+    health: Mapping[str, Any] = field(default_factory=dict)
+    slow_start: float = 0.0
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    def get(self, address: str) -> InstanceView | None:
+        for inst in self.instances:
+            if inst.address == address:
+                return inst
+        return None
+
+    @property
+    def dns(self) -> Mapping[str, Any] | None:
+        value = self.raw.get("dns")
+        return value if isinstance(value, Mapping) else None
+
+
+def _int(value: Any, default: int = 0) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+
+def parse_instance(doc: Mapping[str, Any]) -> InstanceView:
+    meta = doc.get("meta") or {}
+    return InstanceView(
+        address=str(doc["address"]),
+        state=str(doc.get("state", "up")),
+        weight=_int(doc.get("weight"), 1),
+        connections=_int(doc.get("connections")),
+        meta={str(k): str(v) for k, v in meta.items()} if isinstance(meta, Mapping) else {},
+        raw=doc,
+    )
+
+
+def parse_pool(doc: Mapping[str, Any], name: str | None = None) -> PoolView:
+    instances = doc.get("instances") or []
+    if isinstance(instances, Mapping):  # {address: {...}} as well as [{address: ...}]
+        instances = [{"address": k, **v} for k, v in instances.items()]
+    health = doc.get("health")
+    slow_start = doc.get("slow_start", 0.0)
+    return PoolView(
+        name=str(doc.get("name", name or "")),
+        instances=tuple(parse_instance(i) for i in instances),
+        health=health if isinstance(health, Mapping) else {},
+        slow_start=float(slow_start) if isinstance(slow_start, int | float) else 0.0,
+        raw=doc,
+    )
+
+
+def parse_pools(doc: Any) -> dict[str, PoolView]:
+    """Pools by name, from {"pools": [...]}, {"pools": {name: ...}}, [...] or {name: ...}."""
+    if isinstance(doc, Mapping) and "pools" in doc:
+        doc = doc["pools"]
+    if isinstance(doc, Mapping):
+        return {name: parse_pool(p, name) for name, p in doc.items() if isinstance(p, Mapping)}
+    if isinstance(doc, list):
+        pools = [parse_pool(p) for p in doc if isinstance(p, Mapping)]
+        return {p.name: p for p in pools}
+    raise ValueError("GET /api/pools: expected a list or an object of pools")
