@@ -42,8 +42,18 @@ def _references(cfg: Config) -> list[tuple[Path, str]]:
     for i, t in enumerate(cfg.tcp):
         need(t.pool, ("tcp", i, "pool"))
     if cfg.dns:
+        zone = cfg.dns.zone.lower()
+        names: set[str] = set()
         for i, rec in enumerate(cfg.dns.records):
             need(rec.pool, ("dns", "records", i, "pool"))
+            name = rec.name.lower()
+            if name != zone and not name.endswith("." + zone):
+                found.append(
+                    (("dns", "records", i, "name"), f"{rec.name} is outside the zone {cfg.dns.zone}")
+                )
+            elif name in names:
+                found.append((("dns", "records", i, "name"), f"{rec.name} is listed twice"))
+            names.add(name)
     if cfg.lvs:
         need(cfg.lvs.pool, ("lvs", "pool"))
     return found

@@ -7,6 +7,7 @@ The models are plain data: the layers that run read them, none of them does I/O.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
@@ -199,6 +200,23 @@ class TcpConfig(_Section):
     _addr = field_validator("listen")(_check_address)
 
 
+_DNS_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+
+
+def dns_name(v: str) -> str:
+    """The name made absolute ("www.example.test."), or a ValueError saying what is wrong."""
+    v = v if v.endswith(".") else v + "."
+    if v == ".":
+        return v
+    labels = v[:-1].split(".")
+    for label in labels:
+        if not _DNS_LABEL.match(label):
+            raise ValueError(f"{v!r}: {label!r} is not a DNS label (letters, digits, -, _; 1-63)")
+    if len(v) > 254:
+        raise ValueError(f"{v!r} is longer than 253 characters")
+    return v
+
+
 class DnsRecordConfig(_Section):
     name: str
     pool: str
@@ -208,7 +226,7 @@ class DnsRecordConfig(_Section):
     @field_validator("name")
     @classmethod
     def _fqdn(cls, v: str) -> str:
-        return v if v.endswith(".") else v + "."
+        return dns_name(v)
 
 
 class DnsConfig(_Section):
@@ -223,7 +241,12 @@ class DnsConfig(_Section):
     @field_validator("zone")
     @classmethod
     def _fqdn(cls, v: str) -> str:
-        return v if v.endswith(".") else v + "."
+        return dns_name(v)
+
+    @field_validator("nameservers")
+    @classmethod
+    def _ns(cls, v: list[str]) -> list[str]:
+        return [dns_name(n) for n in v]
 
 
 class LvsConfig(_Section):

@@ -1,0 +1,126 @@
+"""One DNS packet in, at most one packet out: the whole server minus the sockets.
+
+Theory of operation:
+- fewer than 12 bytes, or a packet with QR set (a response, maybe spoofed to start a loop): drop;
+- anything dnspython cannot parse: FORMERR, with the id, opcode and RD copied from the header;
+- any opcode but QUERY: NOTIMP, also from the header alone; not exactly one question: FORMERR;
+  EDNS version above 0: BADVERS (RFC 6891 §6.1.3);
+- otherwise the zone decides (zone.py) and dnspython renders, at most `limit` bytes: over UDP the
+  requester's EDNS payload size (512 without EDNS; never above what we advertise), over TCP 65535.
+  An answer that does not fit goes out empty with TC set, and the client retries over TCP
+  (RFC 2181 §9: a partial RRset would be worse than none).
+`handle` never raises: an exception from tidegate's own code is counted, logged (a few times) and
+answered SERVFAIL, so one bad packet can never stop the server.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.opcode
+import dns.rcode
+import dns.rdatatype
+
+from tidegate.dns.figures import Figures
+from tidegate.dns.zone import Zone
+
+log = logging.getLogger("tidegate.dns")
+
+Transport = Literal["udp", "tcp"]
+# What we advertise and the most we send over UDP: the DNS flag day 2020 value, which avoids IP
+# fragmentation on nearly every path.
+OUR_PAYLOAD = 1232
+TCP_LIMIT = 65535
+_LOGGED_ERRORS_MAX = 10
+_HEADER = 12
+
+
+def handle(wire: bytes, zone: Zone, transport: Transport = "udp") -> bytes | None:
+    figs = zone.figures
+    if transport == "udp":
+        figs.udp += 1
+    else:
+        figs.tcp += 1
+    try:
+        return _handle(wire, zone, transport)
+    except Exception:
+        figs.internal_errors += 1
+        if figs.internal_errors <= _LOGGED_ERRORS_MAX:
+            log.exception("dns: internal error answering %r", wire[:512])
+        try:
+            return _bare_reply(wire, dns.rcode.SERVFAIL)
+        except Exception:
+            return None
+
+
+def _handle(wire: bytes, zone: Zone, transport: Transport) -> bytes | None:
+    figs = zone.figures
+    if len(wire) < _HEADER or wire[2] & 0x80:
+        figs.dropped += 1
+        return None
+    if dns.opcode.from_flags(wire[2] << 8) != dns.opcode.QUERY:
+        # NOTIFY, UPDATE, ...: we take none of them, whether or not they would parse.
+        figs.responses["NOTIMP"] += 1
+        return _bare_reply(wire, dns.rcode.NOTIMP)
+    try:
+        query = dns.message.from_wire(wire)
+    except Exception:
+        # dnspython's parser raises a DNSException for nearly everything and a ValueError or
+        # similar for a few rdata oddities; whatever it is, the packet is malformed.
+        figs.formerr += 1
+        figs.responses["FORMERR"] += 1
+        return _bare_reply(wire, dns.rcode.FORMERR)
+    if len(query.question) != 1:
+        figs.formerr += 1
+        return _render(_reply(query, dns.rcode.FORMERR), query, transport, figs)
+    if query.edns > 0:
+        return _render(_reply(query, dns.rcode.BADVERS), query, transport, figs)
+    q = query.question[0]
+    if q.rdtype in (dns.rdatatype.OPT, dns.rdatatype.TSIG, dns.rdatatype.TKEY):
+        figs.formerr += 1
+        return _render(_reply(query, dns.rcode.FORMERR), query, transport, figs)
+    result = zone.resolve(q.name, q.rdtype, q.rdclass)
+    resp = _reply(query, result.rcode)
+    if result.authoritative:
+        resp.flags |= dns.flags.AA
+    resp.answer.extend(result.answer)
+    resp.authority.extend(result.authority)
+    return _render(resp, query, transport, figs)
+
+
+def _reply(query: dns.message.Message, rcode: int) -> dns.message.Message:
+    resp = dns.message.make_response(query, our_payload=OUR_PAYLOAD)
+    resp.set_rcode(rcode)
+    return resp
+
+
+def _render(
+    resp: dns.message.Message, query: dns.message.Message, transport: Transport, figs: Figures
+) -> bytes:
+    if transport == "tcp":
+        limit = TCP_LIMIT
+    elif query.edns >= 0:
+        limit = max(512, min(query.payload, OUR_PAYLOAD))
+    else:
+        limit = 512
+    out = resp.to_wire(max_size=limit, prefer_truncation=True)
+    if out[2] & 0x02:  # TC
+        figs.truncated += 1
+    figs.responses[dns.rcode.to_text(resp.rcode())] += 1
+    return out
+
+
+def _bare_reply(wire: bytes, rcode: int) -> bytes | None:
+    """A reply to a packet we could not parse: only its header is trusted, and only partly."""
+    if len(wire) < _HEADER or wire[2] & 0x80:
+        return None
+    msg = dns.message.Message(id=int.from_bytes(wire[:2], "big"))
+    opcode = dns.opcode.from_flags(int.from_bytes(wire[2:4], "big"))
+    msg.flags = dns.flags.QR | (dns.flags.RD if wire[2] & 0x01 else 0)
+    msg.set_opcode(opcode)
+    msg.set_rcode(rcode)
+    return msg.to_wire()

@@ -1,0 +1,57 @@
+"""Prometheus exposition of the DNS figures (registered in the runtime's registry)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from tidegate.dns.service import DnsService
+
+
+class DnsCollector(Collector):
+    def __init__(self, service: DnsService) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        zone = self.service.zone
+        figs = zone.figures
+        queries = CounterMetricFamily(
+            "tidegate_dns_queries", "A/AAAA/ANY queries per record", labels=["record"]
+        )
+        qps = GaugeMetricFamily(
+            "tidegate_dns_queries_per_second", "queries/s per record over 10 s", labels=["record"]
+        )
+        answers = CounterMetricFamily(
+            "tidegate_dns_answers", "times an address was handed out", labels=["record", "address"]
+        )
+        fail_open = CounterMetricFamily(
+            "tidegate_dns_fail_open", "answers given with down instances (none eligible)", labels=["record"]
+        )
+        for name, fig in sorted(figs.records.items()):
+            queries.add_metric([name], fig.queries)
+            qps.add_metric([name], fig.rate.per_second())
+            fail_open.add_metric([name], fig.fail_open)
+            for ip, n in sorted(fig.answers.items()):
+                answers.add_metric([name, ip], n)
+        yield from (queries, qps, answers, fail_open)
+        responses = CounterMetricFamily("tidegate_dns_responses", "responses by rcode", labels=["rcode"])
+        for rcode, n in sorted(figs.responses.items()):
+            responses.add_metric([rcode], n)
+        yield responses
+        packets = CounterMetricFamily("tidegate_dns_packets", "packets received", labels=["transport"])
+        packets.add_metric(["udp"], figs.udp)
+        packets.add_metric(["tcp"], figs.tcp)
+        yield packets
+        yield CounterMetricFamily("tidegate_dns_truncated", "UDP answers sent with TC", value=figs.truncated)
+        yield CounterMetricFamily("tidegate_dns_malformed", "packets answered FORMERR", value=figs.formerr)
+        yield CounterMetricFamily("tidegate_dns_dropped", "packets left unanswered", value=figs.dropped)
+        yield CounterMetricFamily(
+            "tidegate_dns_internal_errors",
+            "exceptions in tidegate while answering",
+            value=figs.internal_errors,
+        )
+        yield GaugeMetricFamily("tidegate_dns_soa_serial", "the zone's SOA serial", value=zone.serial)

@@ -1,0 +1,174 @@
+"""The DNS layer's asyncio shell: UDP and TCP listeners on one port around `handler.handle`.
+
+UDP is bound first (port 0 picks a free one), then TCP on the same port; with port 0 another
+process may hold that TCP port already, so binding is retried on a fresh UDP port a few times.
+TCP follows RFC 7766: a 2-byte length before each message, several queries per connection
+answered in order, idle connections closed after a while, reading paused while the peer is not
+reading its answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any, cast
+
+from tidegate.balancing.pool import Pool
+from tidegate.config.model import Config, DnsConfig, split_address
+from tidegate.dns.describe import describe_pool
+from tidegate.dns.figures import Figures
+from tidegate.dns.handler import handle
+from tidegate.dns.metrics import DnsCollector
+from tidegate.dns.zone import Zone
+
+log = logging.getLogger("tidegate.dns")
+
+TCP_IDLE_TIMEOUT = 10.0
+_BIND_TRIES = 20
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, service: DnsService) -> None:
+        self.service = service
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's and asyncio's own datagram transports do not all subclass DatagramTransport.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        out = handle(data, self.service.zone, "udp")
+        if out is not None and self.transport is not None:
+            self.transport.sendto(out, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable for an earlier answer, and the like: nothing to do.
+        pass
+
+
+class _Tcp(asyncio.Protocol):
+    def __init__(self, service: DnsService) -> None:
+        self.service = service
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.service.connections.add(self)
+        self._arm()
+
+    def _arm(self) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        loop = asyncio.get_running_loop()
+        self.idle = loop.call_later(TCP_IDLE_TIMEOUT, self.close)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        self._arm()
+        transport = self.transport
+        assert transport is not None
+        while len(self.buf) >= 2:
+            size = int.from_bytes(self.buf[:2], "big")
+            if size == 0:
+                transport.close()
+                return
+            if len(self.buf) < 2 + size:
+                return
+            msg = bytes(self.buf[2 : 2 + size])
+            del self.buf[: 2 + size]
+            out = handle(msg, self.service.zone, "tcp")
+            if transport.is_closing():
+                return
+            if out is not None:  # None: a response or a stub of a header, answered by silence
+                transport.write(len(out).to_bytes(2, "big") + out)
+
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        self.service.connections.discard(self)
+
+
+class DnsService:
+    name = "dns"
+
+    def __init__(self, cfg: DnsConfig, runtime: Any) -> None:
+        self.cfg = cfg
+        self.runtime = runtime
+        self.figures = Figures()
+        self.zone = Zone(cfg, runtime.pools, self.figures)
+        self.connections: set[_Tcp] = set()
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._collector = DnsCollector(self)
+        runtime.metrics.register(self._collector)
+
+    async def start(self) -> None:
+        host, port = split_address(self.cfg.listen)
+        loop = asyncio.get_running_loop()
+        for attempt in range(_BIND_TRIES):
+            udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(host, port))
+            bound = udp.get_extra_info("sockname")[1]
+            try:
+                self._tcp = await loop.create_server(lambda: _Tcp(self), host, bound, reuse_address=True)
+            except OSError as exc:
+                udp.close()
+                if port != 0 or exc.errno != errno.EADDRINUSE or attempt == _BIND_TRIES - 1:
+                    raise
+                continue
+            self._udp = udp
+            break
+        shown = f"[{host}]" if ":" in host else host
+        print(f"tidegate: dns listening on {shown}:{bound}", file=sys.stderr, flush=True)
+
+    async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:
+        if config.dns is None:
+            log.warning("dns: the new config has no [dns] section; keeping the old zone until restart")
+            return
+        if config.dns.listen != self.cfg.listen:
+            log.warning("dns: listen address changes need a restart; still on %s", self.cfg.listen)
+        old = self.zone
+        zone = Zone(config.dns, pools, self.figures)
+        zone.inherit(old)
+        if config.dns.model_dump(exclude={"listen"}) != self.cfg.model_dump(exclude={"listen"}):
+            zone.bump_serial()
+        zone.refresh()
+        self.cfg = config.dns
+        self.zone = zone
+
+    async def stop(self, grace: float) -> None:
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            self._tcp.close()
+        for conn in list(self.connections):
+            conn.close()
+        if self._tcp is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._tcp.wait_closed(), timeout=max(grace, 0.1))
+        with contextlib.suppress(KeyError):
+            self.runtime.metrics.unregister(self._collector)
+
+    def describe_pool(self, pool: str) -> dict[str, object] | None:
+        return describe_pool(self.zone, pool)
+
+
+def make_service(cfg: DnsConfig, runtime: Any) -> DnsService:
+    return DnsService(cfg, runtime)
