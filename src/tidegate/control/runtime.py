@@ -90,7 +90,7 @@ class Runtime:
         except ConfigError as exc:
             log.error("reload refused, config unchanged:\n%s", exc.render())
             return False
-        self.pools = reload_pools(self.pools, new)
+        self.pools = reload_pools(self.pools, new, self.extra.get("registered"))
         self.config = new
         for svc in self.services:
             await svc.reload(new, self.pools)

@@ -140,6 +140,14 @@ class HealthService:
             "instances": instances,
         }
 
+    def is_healthy(self, pool: str, inst: Instance) -> bool | None:
+        """The active checks' verdict on `inst`; None when its pool has no active checks."""
+        w = self._watches.get(pool)
+        if w is None or not w.checking:
+            return None
+        rf = w.checks.get(inst)
+        return rf.healthy if rf is not None else None
+
     async def wait_rounds(self, pool: str, n: int = 1) -> None:
         """Return once `n` more rounds of active checks of `pool` have completed (for tests and
         tools that must act on fresh verdicts)."""

@@ -1,0 +1,266 @@
+"""The admin service: the admin API, /metrics and the dashboard on their own listener.
+
+Served by uvicorn inside the runtime's event loop (its signal capture switched off: the runtime
+owns SIGHUP/SIGTERM). The listener is separate from every traffic listener and binds loopback
+unless the config says otherwise. Also owns the IOPS meter (sampled every half second and at
+every read) and registers the per-instance Prometheus collector in the runtime's registry.
+
+Instances added through the API are registrations, like a service registry's, not edits of the
+config file: they survive a SIGHUP reload (a reload re-reads the file's instances and keeps the
+registered ones; an address the file now lists becomes the file's). They do not survive a
+restart: whoever registered them (`tidegate serve --register`) registers again. Operator states
+(drain, maint) survive reloads too; weights of the file's instances are re-read from the file,
+as with HAProxy's runtime API, whose changes last until the configuration is loaded again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+import sys
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+
+from tidegate.balancing.instance import Instance
+from tidegate.balancing.pool import Pool
+from tidegate.balancing.state import State
+from tidegate.config.model import AdminConfig, Config, split_address
+from tidegate.control import admin_ops as ops
+from tidegate.control.admin_api import AdminApp
+from tidegate.control.admin_json import instance_json, pool_json
+from tidegate.observe.iops import IopsMeter
+from tidegate.observe.prometheus import InstanceCollector, InstanceView
+
+if TYPE_CHECKING:
+    from tidegate.control.runtime import Runtime
+
+log = logging.getLogger("tidegate.admin")
+
+SAMPLE_EVERY = 0.5  # seconds between IOPS samples
+REMOVAL_POLL = 0.05  # seconds between looks at a removed instance's in-flight count
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # the runtime handles signals; uvicorn's own handlers would steal SIGTERM
+
+
+class AdminService:
+    name = "admin"
+
+    def __init__(self, cfg: AdminConfig, runtime: Runtime) -> None:
+        self.cfg = cfg
+        self.runtime = runtime
+        self.token = cfg.token
+        self.iops = IopsMeter()
+        self.registry = runtime.metrics
+        # Addresses added through the API, per pool; the runtime's reload keeps them.
+        self.registered: dict[str, set[str]] = runtime.extra.setdefault("registered", {})
+        self._collector = InstanceCollector(self._views, [s.value for s in State])
+        self._removals: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._server: _Server | None = None
+        self._serving: asyncio.Task[None] | None = None
+        self._sampler: asyncio.Task[None] | None = None
+        self.address: tuple[str, int] | None = None
+
+    # --- Service --------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.registry.register(self._collector)
+        sock = _bind(self.cfg.listen)
+        host, port = sock.getsockname()[:2]
+        self.address = (host, port)
+        config = uvicorn.Config(
+            AdminApp(self),
+            lifespan="off",
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            http="httptools",
+            ws="none",
+            server_header=False,
+            timeout_graceful_shutdown=5,
+        )
+        self._server = _Server(config)
+        self._serving = asyncio.create_task(self._server.serve(sockets=[sock]), name="admin-http")
+        while not self._server.started:
+            if self._serving.done():
+                self._serving.result()  # raises what stopped it
+            await asyncio.sleep(0.005)
+        shown = f"[{host}]" if ":" in host else host
+        print(f"tidegate: admin listening on {shown}:{port}", file=sys.stderr, flush=True)
+        self._sampler = asyncio.create_task(self._sample_loop(), name="admin-iops")
+
+    async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:
+        if config.admin is not None:
+            if config.admin.listen != self.cfg.listen:
+                log.warning("admin.listen changes only on restart; still on %s", self.cfg.listen)
+            self.token = config.admin.token
+            self.cfg = config.admin.model_copy(update={"listen": self.cfg.listen})
+
+    async def stop(self, grace: float) -> None:
+        for task in [*self._removals.values(), self._sampler]:
+            if task is not None:
+                task.cancel()
+        if self._server is not None and self._serving is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._serving
+        with contextlib.suppress(KeyError):
+            self.registry.unregister(self._collector)
+
+    # --- what the API reads -----------------------------------------------------------------
+    @property
+    def pools(self) -> Mapping[str, Pool]:
+        return self.runtime.pools
+
+    @property
+    def default_grace(self) -> float:
+        return self.runtime.grace
+
+    def _sample(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.iops.sample(loop.time(), (i.counters for p in self.pools.values() for i in p))
+
+    async def _sample_loop(self) -> None:
+        while True:
+            self._sample()
+            await asyncio.sleep(SAMPLE_EVERY)
+
+    def _views(self) -> Iterator[InstanceView]:
+        for name, pool in list(self.pools.items()):
+            for i in pool:
+                yield InstanceView(
+                    name,
+                    i.address,
+                    i.counters,
+                    i.state.value,
+                    i.weight,
+                    i.effective_weight,
+                    self.iops.iops(i.counters),
+                )
+
+    def _describe(self, pool: str) -> dict[str, Mapping[str, Any]]:
+        out: dict[str, Mapping[str, Any]] = {}
+        for svc in self.runtime.services:
+            describe = getattr(svc, "describe_pool", None)
+            if describe is None:
+                continue
+            facts = describe(pool)
+            if facts is None:
+                continue
+            key, n = svc.name, 0
+            while key in out:  # e.g. two http listeners: "http", "http.1"
+                n += 1
+                key = f"{svc.name}.{n}"
+            out[key] = facts
+        return out
+
+    def pools_json(self) -> list[dict[str, Any]]:
+        self._sample()
+        return [self._pool_json(p) for p in self.pools.values()]
+
+    def pool_json(self, pool: Pool) -> dict[str, Any]:
+        self._sample()
+        return self._pool_json(pool)
+
+    def _pool_json(self, pool: Pool) -> dict[str, Any]:
+        return pool_json(pool, self.iops, self.registered.get(pool.name, ()), self._describe(pool.name))
+
+    def instance_json(self, pool: Pool, inst: Instance) -> dict[str, Any]:
+        self._sample()
+        origin = "api" if inst.address in self.registered.get(pool.name, ()) else "config"
+        doc = instance_json(inst, self.iops, origin)
+        for service, facts in self._describe(pool.name).items():
+            per_instance = facts.get("instances")
+            if isinstance(per_instance, Mapping) and inst.address in per_instance:
+                doc[service] = per_instance[inst.address]
+        return doc
+
+    # --- what the API changes ----------------------------------------------------------------
+    def add_instance(self, pool: Pool, new: ops.NewInstance) -> Instance:
+        inst = ops.add_instance(pool, new)
+        self.registered.setdefault(pool.name, set()).add(inst.address)
+        log.info("pool %s instance %s: added by operator (weight %d)", pool.name, inst.address, inst.weight)
+        return inst
+
+    def change_state(self, pool: Pool, inst: Instance, action: str) -> None:
+        if action == "drain":
+            ops.drain(pool, inst)
+        elif action == "maint":
+            ops.maint(pool, inst)
+        else:
+            pending = self._removals.pop((pool.name, inst.address), None)
+            if pending is not None:
+                pending.cancel()  # enable undoes a pending removal
+                log.info("pool %s instance %s: removal cancelled by enable", pool.name, inst.address)
+            ops.enable(pool, inst, self._health_verdict(pool, inst))
+
+    def _health_verdict(self, pool: Pool, inst: Instance) -> bool | None:
+        for svc in self.runtime.services:
+            is_healthy = getattr(svc, "is_healthy", None)
+            if svc.name == "health" and is_healthy is not None:
+                verdict: bool | None = is_healthy(pool.name, inst)
+                return verdict
+        return None
+
+    def remove_instance(self, pool: Pool, inst: Instance, grace: float) -> bool:
+        """Drain, then remove once idle (or after `grace`); True when removed already."""
+        key = (pool.name, inst.address)
+        if inst.counters.active == 0:
+            pending = self._removals.pop(key, None)
+            if pending is not None:
+                pending.cancel()
+            self._remove_now(pool, inst, "idle")
+            return True
+        if inst.state is not State.DRAINING:
+            pool.set_state(inst, State.DRAINING, "operator: remove")
+        if key not in self._removals:
+            self._removals[key] = asyncio.create_task(self._remove_when_idle(pool, inst, grace))
+        return False
+
+    async def _remove_when_idle(self, pool: Pool, inst: Instance, grace: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        try:
+            while inst.counters.active > 0 and loop.time() < deadline:
+                await asyncio.sleep(REMOVAL_POLL)
+            left = inst.counters.active
+            self._remove_now(pool, inst, "idle" if left == 0 else f"grace over, {left} in flight")
+        finally:
+            if self._removals.get((pool.name, inst.address)) is asyncio.current_task():
+                del self._removals[(pool.name, inst.address)]
+
+    def _remove_now(self, pool: Pool, inst: Instance, why: str) -> None:
+        if pool.get(inst.address) is not inst:
+            return
+        pool.remove(inst.address)
+        self.registered.get(pool.name, set()).discard(inst.address)
+        log.info("pool %s instance %s: removed by operator (%s)", pool.name, inst.address, why)
+
+
+def _bind(listen: str) -> socket.socket:
+    host, port = split_address(listen)
+    family = socket.AF_INET
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).version == 6:
+            family = socket.AF_INET6
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def make_service(cfg: AdminConfig, runtime: Runtime) -> AdminService:
+    return AdminService(cfg, runtime)
