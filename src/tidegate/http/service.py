@@ -92,6 +92,10 @@ class HttpService:
         self.stopping = True
         if self.server is not None:
             self.server.close()
+        busy = sum(1 for c in self.conns if c.queue or c.tunnel is not None)
+        log.info(
+            "%s: stopping; %d connections in flight, %d idle closed", self.name, busy, len(self.conns) - busy
+        )
         for conn in list(self.conns):
             conn.shutdown()
         if self.conns:

@@ -17,7 +17,8 @@ response bodies. Routes (any method):
 | anything else | the name, `X-Backend: NAME` |
 
 `Backend(name)` runs one in a thread of the test process (ready as soon as it exists: the
-socket is bound and listening before uvicorn starts); `python -m tidegate.testing.backends NAME`
+socket is bound and listening before uvicorn starts; `paths` and `wait_for_request` tell what
+arrived); `python -m tidegate.testing.backends NAME`
 runs one as a process and prints `tidegate: backend listening on HOST:PORT`.
 """
 
@@ -43,7 +44,9 @@ Send = Callable[[Message], Awaitable[None]]
 _PIECE = 64 * 1024
 
 
-def make_app(name: str) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+def make_app(
+    name: str, on_request: Callable[[str], None] | None = None
+) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     name_b = name.encode()
 
     async def respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
@@ -82,6 +85,8 @@ def make_app(name: str) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
         if scope["type"] != "http":
             return
         path: str = scope["path"]
+        if on_request is not None:
+            on_request(path)
         text = [(b"content-type", b"text/plain")]
         if path == "/echo":
             await respond(send, 200, await read_body(receive), text)
@@ -139,9 +144,9 @@ def make_app(name: str) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     return app
 
 
-def _config(name: str) -> uvicorn.Config:
+def _config(name: str, on_request: Callable[[str], None] | None = None) -> uvicorn.Config:
     return uvicorn.Config(
-        make_app(name),
+        make_app(name, on_request),
         lifespan="off",
         log_level="warning",
         access_log=False,
@@ -168,7 +173,9 @@ class Backend:
         self._sock = _listening_socket(port=port)
         self.host, self.port = self._sock.getsockname()[:2]
         self.address = f"{self.host}:{self.port}"
-        self._server = uvicorn.Server(_config(name))
+        self.paths: list[str] = []  # every HTTP request's path, in arrival order
+        self._arrived = threading.Condition()
+        self._server = uvicorn.Server(_config(name, self._record))
         self._thread = threading.Thread(target=self._run, name=f"backend-{name}", daemon=True)
         self._thread.start()
 
@@ -176,6 +183,17 @@ class Backend:
         import uvloop
 
         uvloop.run(self._server.serve(sockets=[self._sock]))
+
+    def _record(self, path: str) -> None:
+        with self._arrived:
+            self.paths.append(path)
+            self._arrived.notify_all()
+
+    def wait_for_request(self, path: str, timeout: float = 10.0) -> None:
+        """Block until a request for `path` has arrived (it may still be in progress)."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: path in self.paths, timeout):
+                raise AssertionError(f"backend {self.name}: no request for {path} within {timeout}s")
 
     def stop(self) -> None:
         self._server.should_exit = True
