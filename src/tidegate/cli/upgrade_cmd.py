@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _upgrade(args: argparse.Namespace) -> int:
-    console = Console(stderr=True, highlight=False)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
     limits = Limits(
         settle_timeout=args.settle_timeout,
         restart_timeout=args.restart_timeout,

@@ -26,6 +26,13 @@ class InstanceView:
     def supervisor(self) -> str | None:
         return self.meta.get("supervisor")
 
+    def health_detail(self) -> str:
+        """What the gateway's own check last said of it ("health": {"last_check": …}), if anything."""
+        health = self.raw.get("health")
+        if isinstance(health, Mapping) and health.get("last_check"):
+            return str(health["last_check"])
+        return ""
+
     def lvs_connections(self) -> int:
         """Connections the LVS layer counts for this real server (active + inactive when given)."""
         lvs = self.raw.get("lvs")
@@ -82,6 +89,8 @@ def parse_pool(doc: Mapping[str, Any], name: str | None = None) -> PoolView:
     if isinstance(instances, Mapping):  # {address: {...}} as well as [{address: ...}]
         instances = [{"address": k, **v} for k, v in instances.items()]
     health = doc.get("health")
+    if isinstance(health, Mapping) and isinstance(health.get("check"), Mapping):
+        health = health["check"]  # the health service's facts: {"check": {rise, interval, …}, …}
     slow_start = doc.get("slow_start", 0.0)
     return PoolView(
         name=str(doc.get("name", name or "")),

@@ -12,7 +12,9 @@ outcome. Time comes in with the events, so the machine is tested without sleepin
     restart   ask the instance's supervisor to restart it (SIGTERM → drain → exit → start again)
     starting  the supervisor reports the new process (a higher generation) listening
     health    the new process answers its health check `rise` times in a row, `interval` apart
-    readmit   http and dns: enable (the gateway ramps it up through slow start); lvs: old weight
+    readmit   http and dns: enable (the gateway ramps it up through slow start); lvs: old weight;
+              then wait until the gateway shows it serving (up or slow-start): its own checks
+              may need a moment longer than ours before they agree
     done / failed
 
 On failure the instance is left as safe as the failure allows: if its process was never touched
@@ -24,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+
+SERVING = ("up", "slow-start")  # states that take new work at the gateway
 
 
 class Layer(StrEnum):
@@ -110,12 +114,21 @@ class Readmitted:
 
 
 @dataclass(frozen=True)
+class StateSeen:
+    now: float
+    state: str  # the instance's state at the gateway (admin API)
+    detail: str = ""  # what the gateway's own health check last said, when it says
+
+
+@dataclass(frozen=True)
 class Failed:
     now: float
     what: str  # a command could not be carried out (admin API or supervisor error)
 
 
-Event = Started | Withdrawn | Load | Waited | RestartAsked | Supervised | Probed | Readmitted | Failed
+Event = (
+    Started | Withdrawn | Load | Waited | RestartAsked | Supervised | Probed | Readmitted | StateSeen | Failed
+)
 
 
 # --- commands: what to do next -------------------------------------------------------------------
@@ -156,12 +169,17 @@ class Readmit:
 
 
 @dataclass(frozen=True)
+class ReadState:
+    pass
+
+
+@dataclass(frozen=True)
 class Finish:
     ok: bool
     message: str
 
 
-Command = Withdraw | ReadLoad | Wait | AskRestart | ReadSupervisor | Probe | Readmit | Finish
+Command = Withdraw | ReadLoad | Wait | AskRestart | ReadSupervisor | Probe | Readmit | ReadState | Finish
 
 
 class InstanceRollout:
@@ -183,6 +201,8 @@ class InstanceRollout:
         self.outcome: Finish | None = None
         self._pending_failure: str | None = None  # said once the readmission after a failure is done
         self._supervisor_seen = ""
+        self._readmitted_at: float | None = None
+        self.gateway_state = ""
 
     # The one entry point.
     def step(self, event: Event) -> Command:
@@ -204,6 +224,8 @@ class InstanceRollout:
             return f"{self.load} {'in flight' if self.layer is Layer.HTTP else 'connections'}"
         if self.phase is Phase.STARTING:
             return self._supervisor_seen
+        if self.phase is Phase.READMIT and self.gateway_state:
+            return f"gateway says {self.gateway_state}"
         if self.phase is Phase.HEALTH:
             return f"check {self.passes}/{self.limits.rise}" + (
                 f" (last: {self.last_probe})" if self.last_probe else ""
@@ -349,14 +371,38 @@ class InstanceRollout:
         return Wait(self.limits.interval)
 
     def _on_readmit(self, event: Event) -> Command:
-        if isinstance(event, Failed):
-            return Finish(False, f"{self.address}: could not put it back in rotation: {event.what}")
-        if not isinstance(event, Readmitted):
+        now = event.now
+        if self._pending_failure is not None:  # readmitting an instance whose process was not touched
+            if isinstance(event, Readmitted):
+                return Finish(False, self._pending_failure)
+            if isinstance(event, Failed):
+                return Finish(False, f"{self._pending_failure}; and it could not be put back: {event.what}")
             return self._unexpected(event)
-        if self._pending_failure is not None:
-            return Finish(False, self._pending_failure)
-        self._note(event.now, "back in rotation")
-        return Finish(True, f"{self.address}: upgraded in {event.now - self.started_at:.1f} s")
+        if isinstance(event, Readmitted):
+            self._readmitted_at = now
+            return ReadState()
+        if isinstance(event, Waited):
+            return ReadState()
+        if isinstance(event, StateSeen):
+            self.gateway_state = event.state
+            if event.state in SERVING:
+                self._note(now, f"back in rotation ({event.state})")
+                return Finish(True, f"{self.address}: upgraded in {now - self.started_at:.1f} s")
+            if event.detail:
+                self.last_probe = event.detail
+        elif isinstance(event, Failed):
+            if self._readmitted_at is None:
+                return Finish(False, f"{self.address}: could not put it back in rotation: {event.what}")
+            self.last_probe = event.what
+        else:
+            return self._unexpected(event)
+        if now - self.phase_since >= self.limits.health_timeout:
+            return Finish(
+                False,
+                f"{self.address}: readmitted, but the gateway still has it {self.gateway_state or '?'} after "
+                f"{self.limits.health_timeout:g} s (its last check: {self.last_probe or '?'})",
+            )
+        return Wait(self.limits.poll)
 
     def _readmit_and_fail(self, now: float, message: str) -> Command:
         self._pending_failure = message

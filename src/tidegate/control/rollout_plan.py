@@ -12,9 +12,7 @@ from dataclasses import dataclass, replace
 
 from tidegate.config.units import parse_duration
 from tidegate.control.pool_view import InstanceView, PoolView
-from tidegate.control.rollout import Layer, Limits
-
-SERVING = ("up", "slow-start")
+from tidegate.control.rollout import SERVING, Layer, Limits
 
 
 class PlanError(ValueError):

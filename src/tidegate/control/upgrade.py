@@ -41,9 +41,11 @@ from tidegate.control.rollout import (
     ReadLoad,
     Readmit,
     Readmitted,
+    ReadState,
     ReadSupervisor,
     RestartAsked,
     Started,
+    StateSeen,
     Supervised,
     Wait,
     Waited,
@@ -181,6 +183,11 @@ class Upgrade:
                     s.get("last_exit"),
                     int(s.get("crashes") or 0),
                 )
+            if isinstance(command, ReadState):
+                view = (await self.admin.pool(self.pool)).get(address)
+                if view is None:
+                    return Failed(time.monotonic(), f"{address} is no longer in pool {self.pool!r}")
+                return StateSeen(time.monotonic(), view.state, view.health_detail())
             if isinstance(command, Probe):
                 return await self._probe(address)
             if isinstance(command, Readmit):
