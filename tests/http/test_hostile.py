@@ -189,8 +189,8 @@ def test_no_instance_or_unreachable_instance_is_502(faults, gateway) -> None:
     c.request("GET", "/")
     assert c.getresponse().status == 502
     c.close()
-    inst = gw.pools["web"].get(refusing.address)
-    assert inst.counters.failures >= 2 and inst.counters.active == 0
+    figures = gw.counters()[refusing.address]
+    assert figures.failures >= 2 and figures.active == 0
 
     empty = gateway({"pools": [{"name": "web"}], "http": [{"listen": "127.0.0.1:0", "pool": "web"}]})
     answers, _ = exchange(empty.host, empty.port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")

@@ -36,8 +36,7 @@ def test_round_robin_over_three_backends_on_one_keepalive_connection(backends, g
     assert Counter(seen) == {"a": 10, "b": 10, "c": 10}
     # strictly in turn, never twice in a row
     assert all(x != y for x, y in itertools.pairwise(seen))
-    pool = gw.pools["web"]
-    counters = {i.address: i.counters for i in pool}
+    counters = gw.counters()
     assert all(ct.completed == 10 and ct.active == 0 and ct.failures == 0 for ct in counters.values())
     assert all(ct.bytes_in > 0 and ct.bytes_out > 0 for ct in counters.values())
 

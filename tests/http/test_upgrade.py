@@ -25,7 +25,7 @@ def test_websocket_echo_through_the_gateway(backends, gateway) -> None:
     with socket.create_connection((gw.host, gw.port), timeout=10) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         assert ResponseReader(s).read().status == 200
-    counters = [i.counters for i in gw.pools["web"]]
+    counters = list(gw.counters().values())
     assert sum(c.bytes_in for c in counters) > len(big) and sum(c.bytes_out for c in counters) > len(big)
     assert all(c.active == 0 for c in counters)
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Final
 from tidegate.balancing.instance import Instance
 from tidegate.balancing.state import State
 from tidegate.http import responses
-from tidegate.http.attempts import BodyError, Decision, Failure, decide
+from tidegate.http.attempts import GIVE_UP_STATUS, BodyError, Decision, Failure, decide
 from tidegate.http.request import Request
 from tidegate.http.routing import Target
 
@@ -198,11 +198,13 @@ class Exchange:
         key = target.key(req, self.client.peer) if target.key is not None else None
         target.budget.record_request(self.client.loop.time())
         tried: list[Instance] = []
+        last: Failure | None = None
         while True:
             self.attempt += 1
             inst = pool.pick(key, tried)
             if inst is None:
-                self._answer(502)
+                # Nothing eligible (left): the last failure's answer, if there was one.
+                self._answer(GIVE_UP_STATUS.get(last) or 502 if last is not None else 502)
                 return
             self.decided = None
             outcome = await self._attempt(inst)
@@ -219,6 +221,7 @@ class Exchange:
                 self._answer(decision.status or 502)
                 return
             tried.append(inst)
+            last = outcome
 
     def _decide(self, failure: Failure, status: int | None) -> Decision:
         """decide() with the pool's budget: a token is spent only for a retry really made."""

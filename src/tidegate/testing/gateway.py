@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import threading
 import types
 from collections.abc import Mapping
@@ -66,6 +67,14 @@ class GatewayThread:
             return out
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(30)
+
+    def counters(self, pool: str = "web") -> dict[str, Any]:
+        """A copy of each instance's figures, read on the gateway's loop (after its pending work)."""
+
+        def snapshot() -> dict[str, Any]:
+            return {i.address: dataclasses.replace(i.counters) for i in self.runtime.pools[pool]}
+
+        return self.call(snapshot)
 
     def reload(self, config: Mapping[str, Any]) -> None:
         new = Config.model_validate(config)
