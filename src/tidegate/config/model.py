@@ -249,6 +249,19 @@ class DnsConfig(_Section):
         return [dns_name(n) for n in v]
 
 
+class LvsTimeoutsConfig(_Section):
+    """Seconds a connection entry lives after its last packet, per state (IPVS's defaults)."""
+
+    established: Duration = Field(default=900.0, gt=0)
+    syn_recv: Duration = Field(default=60.0, gt=0)
+    fin_wait: Duration = Field(default=120.0, gt=0)
+    time_wait: Duration = Field(default=120.0, gt=0)
+    close: Duration = Field(default=10.0, gt=0)
+    close_wait: Duration = Field(default=60.0, gt=0)
+    last_ack: Duration = Field(default=30.0, gt=0)
+    udp: Duration = Field(default=300.0, gt=0)
+
+
 class LvsConfig(_Section):
     mode: Literal["nat", "tun", "dr"] = "dr"
     engine: Literal["userspace", "ipvs"] = "userspace"
@@ -256,8 +269,19 @@ class LvsConfig(_Section):
     interface: str
     pool: str
     protocol: Literal["tcp", "udp"] = "tcp"
+    timeouts: LvsTimeoutsConfig = Field(default_factory=LvsTimeoutsConfig)
 
     _addr = field_validator("vip")(_check_address)
+
+    @field_validator("vip")
+    @classmethod
+    def _vip_ipv4(cls, v: str) -> str:
+        host, _ = split_address(v)
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError("the VIP is an IPv4 address and port, e.g. 198.18.0.100:80") from None
+        return v
 
 
 class AdminConfig(_Section):

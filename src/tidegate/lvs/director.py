@@ -106,7 +106,7 @@ class Director:
         self.my_ip = my_ip
         self.mtu = mtu
         self.pool = pool
-        self.table = table or ConnTable()
+        self.table = table if table is not None else ConnTable()  # an empty table is falsy
         self.log = log or (lambda _msg: None)
         self.neigh: dict[bytes, bytes] = {}  # next-hop IPv4 → MAC, learned from ARP and the kernel
         self.nexthop: dict[Instance, bytes] = {}  # real server → next-hop IPv4 (itself when on-link)
@@ -116,6 +116,7 @@ class Director:
         self.dropped: dict[str, int] = {}
         self.forwarded = 0
         self.replied = 0  # NAT replies rewritten back to the VIP
+        self.accepting = True  # False while stopping: existing connections only
 
     # --- helpers --------------------------------------------------------------------------
     def _drop(self, why: str) -> list[Out]:
@@ -256,6 +257,8 @@ class Director:
         return self._tunnel(buf, n, l4 - _B, end - _B, rip, mac, tcp, flags)
 
     def _schedule(self, buf: bytearray, key: bytes, l3: int, l4: int, now: float) -> Conn | None:
+        if not self.accepting:
+            return None
         client = bytes(buf[l3 + 12 : l3 + 16])
         inst = self.pool.pick(client)
         if inst is None:

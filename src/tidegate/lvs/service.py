@@ -1,0 +1,169 @@
+"""The [lvs] section as a service of the runtime: one VIP, one pool, one engine.
+
+`userspace` runs the packet-socket director (userspace.py); `ipvs` programs the kernel's IPVS
+(ipvs_engine.py). Either way the pool is the control plane: health checks move real servers down
+and up, the admin API quiesces one by setting its weight to 0 (no new connections; existing ones
+continue, since the connection table holds them), and `connections` of an instance in
+GET /api/pools is its active (ESTABLISHED) connection count, which reaches 0 once the quiesced
+server's connections are over. An engine that cannot run here says why and the process exits 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from tidegate.balancing.pool import Pool
+from tidegate.config.model import Config, LvsConfig, split_address
+from tidegate.lvs.conntable import ConnTable, RsStats
+from tidegate.lvs.ipvs_engine import IpvsEngine
+from tidegate.lvs.metrics import LvsCollector
+from tidegate.lvs.tcp_state import Timeouts
+from tidegate.lvs.userspace import EngineError, UserspaceEngine
+
+log = logging.getLogger("tidegate.lvs")
+
+
+class Runtime(Protocol):
+    config: Config
+    pools: dict[str, Pool]
+    extra: dict[str, Any]
+    metrics: Any
+
+
+def timeouts_of(cfg: LvsConfig) -> Timeouts:
+    t = cfg.timeouts
+    return Timeouts(
+        established=t.established,
+        syn_recv=t.syn_recv,
+        fin_wait=t.fin_wait,
+        time_wait=t.time_wait,
+        close=t.close,
+        close_wait=t.close_wait,
+        last_ack=t.last_ack,
+        udp=t.udp,
+    )
+
+
+class LvsService:
+    name = "lvs"
+
+    def __init__(self, cfg: LvsConfig, runtime: Runtime) -> None:
+        self.cfg = cfg
+        self.runtime = runtime
+        if cfg.pool not in runtime.pools:
+            raise SystemExit(f"tidegate: [lvs] names pool {cfg.pool!r}, which is not defined")
+        self.pool = runtime.pools[cfg.pool]
+        self.table = ConnTable(timeouts_of(cfg))
+        self.engine: UserspaceEngine | IpvsEngine | None = None
+        runtime.metrics.register(LvsCollector(self._figures))
+
+    def _make_engine(self) -> UserspaceEngine | IpvsEngine:
+        host, port = split_address(self.cfg.vip)
+        if self.cfg.engine == "ipvs":
+            return IpvsEngine(
+                mode=self.cfg.mode, vip=host, port=port, protocol=self.cfg.protocol, pool=self.pool
+            )
+        return UserspaceEngine(
+            mode=self.cfg.mode,
+            vip=host,
+            port=port,
+            protocol=self.cfg.protocol,
+            interface=self.cfg.interface,
+            pool=self.pool,
+            table=self.table,
+        )
+
+    async def start(self) -> None:
+        engine = self._make_engine()
+        try:
+            await engine.start()
+        except EngineError as exc:
+            print(f"tidegate: lvs ({self.cfg.engine} engine): {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+        self.engine = engine
+        log.info(
+            "lvs: %s mode, %s engine, %s on %s, pool %s (%s)",
+            self.cfg.mode.upper(),
+            self.cfg.engine,
+            self.cfg.vip,
+            self.cfg.interface,
+            self.pool.name,
+            self.pool.scheduler_name,
+        )
+        print(f"tidegate: lvs listening on {self.cfg.vip}", file=sys.stderr, flush=True)
+
+    async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:
+        new = config.lvs
+        if new is None:
+            return
+        old = self.cfg
+        self.cfg = new
+        self.pool = pools[new.pool]
+        self.table.timeouts = timeouts_of(new)
+        self.table._by_state = self.table.timeouts.by_state()
+        if self.engine is None:
+            return
+        fixed = ("mode", "engine", "vip", "interface", "protocol")
+        if any(getattr(old, k) != getattr(new, k) for k in fixed):
+            log.warning(
+                "lvs: %s changed; restarting the director (its connection table is lost)", ", ".join(fixed)
+            )
+            await self.engine.stop(0.0, self._established)
+            self.table = ConnTable(timeouts_of(new))
+            self.engine = None
+            await self.start()
+            return
+        self.engine.set_pool(self.pool)
+
+    def _established(self) -> int:
+        return sum(st.active for st in self.table.stats.values())
+
+    async def stop(self, grace: float) -> None:
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            await engine.stop(grace, self._established)
+
+    # --- figures ---------------------------------------------------------------------------
+    def _per_server(self) -> dict[str, dict[str, int]]:
+        if isinstance(self.engine, IpvsEngine):
+            return dict(self.engine.stats)
+        out: dict[str, dict[str, int]] = {}
+        for inst in self.pool:
+            out[inst.address] = self.table.stats.get(inst, RsStats()).as_dict()
+        return out
+
+    def _dropped(self) -> dict[str, int]:
+        if isinstance(self.engine, UserspaceEngine) and self.engine.director is not None:
+            return dict(self.engine.director.dropped)
+        return {}
+
+    def _figures(self) -> tuple[str, dict[str, dict[str, int]], dict[str, int]]:
+        return self.pool.name, self._per_server(), self._dropped()
+
+    def describe_pool(self, pool: str) -> dict[str, object] | None:
+        if pool != self.pool.name:
+            return None
+        out: dict[str, object] = {
+            "mode": self.cfg.mode,
+            "engine": self.cfg.engine,
+            "vip": self.cfg.vip,
+            "interface": self.cfg.interface,
+            "protocol": self.cfg.protocol,
+            "connections": len(self.table),
+            "real_servers": self._per_server(),
+            "dropped": self._dropped(),
+        }
+        if isinstance(self.engine, UserspaceEngine) and self.engine.director is not None:
+            d = self.engine.director
+            out["forwarded"] = d.forwarded
+            out["replies_rewritten"] = d.replied
+            out["sent"] = self.engine.sent
+            out["send_errors"] = self.engine.send_errors
+        return out
+
+
+def make_service(lvs_cfg: LvsConfig, runtime: Runtime) -> LvsService:
+    return LvsService(lvs_cfg, runtime)
