@@ -7,12 +7,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+import uvloop
 from prometheus_client import CollectorRegistry
 
 from tidegate.config import Config, parse_config
 from tidegate.control.pools import build_pools
 from tidegate.tcp.service import TcpService, make_service
 from tidegate.testing.tcp_peers import AddressBox, NamedEcho
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """Every async test here runs on both loops: `tidegate run` uses uvloop, whose transports
+    differ from asyncio's in the details (they are not even asyncio.Transport subclasses)."""
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
 class MiniRuntime:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
+
 from tidegate.balancing import Instance, State
 
 
@@ -107,6 +109,21 @@ async def test_connect_timeout_is_retried_on_another_instance(proxy, named_echo,
     assert hung_inst.counters.active == 0
 
 
+async def test_what_the_client_sends_during_the_connect_goes_first(
+    proxy, named_echo, client, addresses
+) -> None:
+    """Bytes and even the FIN sent while the proxy is still connecting (here: waiting out a hung
+    instance first) are held, then relayed in order once an instance is adopted."""
+    hung = addresses.blackhole()
+    live = await named_echo("live")
+    svc = await proxy([hung, live.address], connect_timeout="200ms")
+    c = await client(svc.address)
+    c.writer.write(b"early bytes")
+    c.writer.write_eof()
+    assert await c.to_end() == b"live\nearly bytes"
+    assert inst_named(svc, hung).counters.failures == 1
+
+
 async def test_no_instance_connects_closes_the_client(proxy, client, addresses) -> None:
     svc = await proxy([addresses.refused(), addresses.refused()], connect_tries=5)
     c = await client(svc.address)
@@ -191,8 +208,9 @@ async def test_enabling_again_within_the_grace_cancels_the_cut(proxy, named_echo
     inst = inst_named(svc, a.address)
     svc.pool.set_state(inst, State.DRAINING, "test")
     cut_in = svc.cut_in(inst)
-    assert cut_in is not None and 0 < cut_in <= 0.3
-    assert svc.describe_pool("p")["drain_cut_in"] == {a.address: round(cut_in, 3)}
+    assert cut_in is not None and 0 < cut_in <= 0.31  # uvloop's clock ticks in milliseconds
+    (shown,) = svc.describe_pool("p")["drain_cut_in"].values()
+    assert shown == pytest.approx(cut_in, abs=0.01)
     svc.pool.set_state(inst, State.UP, "test")
     assert svc.cut_in(inst) is None
     c.writer.write(b"alive")

@@ -2,8 +2,8 @@
 
 One collector serves all `[[tcp]]` listeners of a process (a registry refuses two collectors
 with the same metric names). The shared per-instance counters (active, completed, bytes) are
-exposed by the observe layer; these are the ones only a connection proxy has. The address label
-is `address`, not `instance`, which Prometheus reserves for the scrape target.
+exposed by the observe layer; these are the ones only a connection proxy has. Labels follow
+observe.prometheus: `pool` and `instance` (the address), plus `listener` (tcp, tcp.1, …).
 """
 
 from __future__ import annotations
@@ -43,17 +43,17 @@ class TcpCollector(Collector):
         opened = CounterMetricFamily(
             "tidegate_tcp_instance_opened_connections",
             "Connections relayed to an instance",
-            labels=["listener", "pool", "address"],
+            labels=["listener", "pool", "instance"],
         )
         rate = GaugeMetricFamily(
             "tidegate_tcp_instance_connections_per_second",
             "Connections opened to an instance per second, over the last 10 s",
-            labels=["listener", "pool", "address"],
+            labels=["listener", "pool", "instance"],
         )
         cut = CounterMetricFamily(
             "tidegate_tcp_instance_drain_cut_connections",
             "Connections closed because the instance's drain grace expired",
-            labels=["listener", "pool", "address"],
+            labels=["listener", "pool", "instance"],
         )
         for svc in self.services:
             figs = svc.figures
@@ -65,6 +65,6 @@ class TcpCollector(Collector):
             for address, f in list(figs.instances.items()):
                 labels = [svc.name, svc.pool.name, address]
                 opened.add_metric(labels, f.opened)
-                rate.add_metric(labels, f.opening.rate(now))
+                rate.add_metric(labels, f.connections_per_second(now))
                 cut.add_metric(labels, f.drain_cut)
         yield from (accepted, unplaced, idle, open_now, opened, rate, cut)

@@ -1,9 +1,12 @@
 """One proxied connection: pick and connect an instance, then move bytes both ways.
 
 Theory of operation
-- Accept: the client side is paused at once; nothing is read from the client until an instance
-  is connected, so the kernel holds early bytes and a failed connect can be retried elsewhere
-  knowing nothing was sent (`attempts.py` decides where).
+- Accept: nothing the client sends is forwarded until an instance is connected, so a failed
+  connect can be retried elsewhere knowing nothing was sent (`attempts.py` decides where). The
+  client side is paused at once; uvloop starts reading after `connection_made` whatever the
+  protocol asked, so a first chunk read early is held (reading paused again) and written first
+  on adoption. The instance side is held the same way until the connect is adopted: a connect
+  that loses the race with its timeout must not have relayed anything.
 - Relay: plain `asyncio.Protocol` callbacks, one write per chunk read. Flow control is the
   uvicorn kind: when one side's write buffer passes its high-water mark the transport calls
   `pause_writing` on that side's protocol, which pauses reading on the *other* side; when it
@@ -23,7 +26,7 @@ instance (so a drained instance's connections can be cut after the grace), and t
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from tidegate.balancing.instance import Instance
 from tidegate.tcp.attempts import client_key, next_instance
@@ -43,7 +46,17 @@ def _shut(transport: asyncio.BaseTransport, pending: int) -> None:
 class Upstream(asyncio.Protocol):
     """The instance side of one connection; relays what it reads to the client."""
 
-    __slots__ = ("attached", "conn", "counters", "inst", "lost", "transport")
+    __slots__ = (
+        "attached",
+        "conn",
+        "counters",
+        "early",
+        "early_eof",
+        "inst",
+        "lost",
+        "lost_exc",
+        "transport",
+    )
 
     def __init__(self, conn: Connection, inst: Instance) -> None:
         self.conn = conn
@@ -52,19 +65,26 @@ class Upstream(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.attached = False
         self.lost = False
+        self.lost_exc: Exception | None = None
+        self.early: list[bytes] = []  # read before adoption (server-speaks-first protocols)
+        self.early_eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         transport.set_write_buffer_limits(self.conn.listener.high_water)
-        # Held until the connection is adopted: a connect that loses the race with its timeout
-        # must not have relayed anything.
         transport.pause_reading()
         header = self.conn.listener.proxy_header(self.conn.client, transport)
         if header:
             transport.write(header)
 
     def data_received(self, data: bytes) -> None:
+        if not self.attached:
+            self.early.append(data)
+            if self.transport is not None:
+                self.transport.pause_reading()
+            return
         conn = self.conn
         self.counters.bytes_out += len(data)
         conn.last = conn.listener.now()
@@ -72,7 +92,10 @@ class Upstream(asyncio.Protocol):
             conn.client.write(data)
 
     def eof_received(self) -> bool:
-        self.conn.upstream_eof()
+        if not self.attached:
+            self.early_eof = True
+        else:
+            self.conn.upstream_eof()
         return True
 
     def pause_writing(self) -> None:
@@ -87,6 +110,7 @@ class Upstream(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        self.lost_exc = exc
         if self.attached:
             self.conn.upstream_lost(exc)
 
@@ -105,6 +129,7 @@ class Connection(asyncio.Protocol):
         "inst",
         "last",
         "listener",
+        "pending",
         "up",
         "upstream",
         "upstream_eof_seen",
@@ -128,10 +153,11 @@ class Connection(asyncio.Protocol):
         self.idle_handle: asyncio.TimerHandle | None = None
         self.last = 0.0
         self.done = False
+        self.pending: list[bytes] = []  # read from the client before an instance was adopted
 
     # --- setup --------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)
         self.client = transport
         self.client_open = self.client_writable = True
         transport.pause_reading()
@@ -181,26 +207,45 @@ class Connection(asyncio.Protocol):
         self.up = up
         self.inst = up.inst
         self.upstream = up.transport
-        self.upstream_open = self.upstream_writable = True
+        self.upstream_open = self.upstream_writable = not up.lost
         up.attached = True
         self.listener.attached(self, up.inst)
-        if up.lost:  # reset between connect and adoption
-            self.upstream_lost(ConnectionResetError("instance closed the connection at once"))
-            return
         if not self.client_open:
             self._close_both()
+            self._maybe_finish()
             return
         self.last = self.listener.now()
         idle = self.listener.idle_timeout
         if idle > 0:
             self.idle_handle = self.listener.loop.call_at(self.last + idle, self._idle_check)
-        self.upstream.resume_reading()
-        self.client.resume_reading()
+        # What either side sent while the connect was under way goes first, in order.
+        pending, self.pending = self.pending, []
+        for data in pending:
+            up.counters.bytes_in += len(data)
+            if self.upstream_writable:
+                self.upstream.write(data)
+        if self.client_eof:
+            self.client_eof = False  # let eof_received pass the half-close on now
+            self.eof_received()
+        early, up.early = up.early, []
+        for data in early:
+            up.data_received(data)
+        if up.lost:  # the instance closed (or reset) before the connection was adopted
+            self.upstream_lost(up.lost_exc)
+            return
+        if up.early_eof:
+            self.upstream_eof()
+        if not self.upstream_eof_seen and self.upstream_open:
+            self.upstream.resume_reading()
+        if not self.client_eof and self.client_open:
+            self.client.resume_reading()
 
     # --- client → instance --------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         up = self.up
         if up is None:
+            self.pending.append(data)
+            self.client.pause_reading()
             return
         up.counters.bytes_in += len(data)
         self.last = self.listener.now()
@@ -211,6 +256,8 @@ class Connection(asyncio.Protocol):
         if self.client_eof:
             return True
         self.client_eof = True
+        if self.up is None:
+            return True  # passed on when an instance is adopted
         if self.upstream_eof_seen:
             self._close_both()
         elif self.upstream_writable:

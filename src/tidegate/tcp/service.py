@@ -165,7 +165,7 @@ class TcpService:
             "drain_cut": figs.drain_cut,
             "instances": {
                 address: {
-                    "connections_per_second": f.opening.rate(now),
+                    "connections_per_second": round(f.connections_per_second(now), 3),
                     "opened": f.opened,
                     "drain_cut": f.drain_cut,
                 }
@@ -191,9 +191,7 @@ class TcpService:
         self._idle.clear()
 
     def attached(self, conn: Connection, inst: Instance) -> None:
-        figs = self.figures.of(inst.address)
-        figs.opened += 1
-        figs.opening.add(self.now())
+        self.figures.of(inst.address).opened_one(self.now())
         conns = self.by_instance.get(inst)
         if conns is None:
             conns = self.by_instance[inst] = set()
