@@ -115,9 +115,9 @@ def test_a_redis_client_works_through_it(start_tidegate, redis_server: str) -> N
     assert redis_cli(port, "STRLEN", "big") == b"%d\n" % len(big)
     assert redis_cli(port, "--no-raw", "GET", "big").strip().strip(b'"') == big
     # Many clients and pipelining at once.
+    argv = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-n", "20000", "-c", "20", "-P", "8"]
     bench = subprocess.run(
-        ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-n", "20000", "-c", "20", "-P", "8"]
-        + ["-t", "set,get,incr", "-q", "--csv"],
+        [*argv, "-t", "set,get,incr", "-q", "--csv"],
         capture_output=True,
         text=True,
         timeout=60,
