@@ -31,6 +31,7 @@ def gateway_config(
     body_in_memory: str = "1MiB",
     routes: str = "",
     outlier: int = 0,
+    ejection: str = "30s",
     max_body: str = "1GiB",
 ) -> str:
     """One pool "web" of `addresses`, no active health checks, passive ejection off by default
@@ -43,6 +44,7 @@ name = "web"
 instances = [ {instances} ]
 [pools.outlier]
 consecutive_failures = {outlier}
+ejection = "{ejection}"
 
 [[http]]
 listen = "127.0.0.1:0"

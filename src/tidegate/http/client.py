@@ -139,7 +139,10 @@ class ClientConnection(asyncio.Protocol):
             if self.tunnel.can_write_eof():
                 self.tunnel.write_eof()
             return True
-        if not self.queue:
+        cur = self.cur
+        if not self.queue or (cur is not None and not cur.req.complete):
+            # Nothing owed, or a request whose body can never be finished now: that one ends
+            # here (its stored body released at once, not at the upstream timeout).
             self.transport.close()
             return False
         # Half-closed by the client with answers still owed: send them, then close.

@@ -44,10 +44,10 @@ class Proc:
             bufsize=1,
         )
         self.lines: list[str] = []
+        self.listening: dict[str, str] = {}  # before the reader starts: it fills this
         self._q: queue.Queue[str | None] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.listening: dict[str, str] = {}
 
     def _read(self) -> None:
         assert self.popen.stdout is not None
