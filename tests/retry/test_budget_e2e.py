@@ -36,8 +36,8 @@ def test_attempts_stay_within_tries_and_budget(
     if elapsed < DEFAULT_WINDOW_SECONDS - 1:
         # Every request is still in the window: the budget was spent, not left idle.
         assert attempts >= REQUESTS + allowed_retries - TRIES
-    # Once the floor is spent, a retry every 1 / RATIO requests: the last fifth of the requests
-    # (the floor long gone) averaged at most 1 + RATIO * (TRIES - 1)... and surely not 3 each.
+    # Once the floor is spent, each request adds RATIO of a retry: over the last 50 requests
+    # about 50 * RATIO retries in all, not the 50 * (TRIES - 1) that tries alone would allow.
     tail = [gw.log_entry(f"/b/{i}")["tries"] for i in range(REQUESTS - 50, REQUESTS)]
     assert sum(tail) <= 50 + math.ceil(RATIO * 50) + TRIES
     print(

@@ -84,7 +84,7 @@ def test_each_fault_against_the_table(
         drains = [fault] + [instances(Mode.DRAIN) for _ in METHODS[1:]]
         echoes = [echo] + [instances(Mode.ECHO, name=f"echo{i}") for i in range(1, len(METHODS))]
         pool = [a for d, e in zip(drains, echoes, strict=True) for a in (d.address, e.address)]
-    gw = gateway(pool, response_timeout="400ms", connect_timeout="200ms")
+    gw = gateway(pool, response_timeout="300ms", connect_timeout="200ms")
     echoes_all = [echo] if mode is not Mode.DRAIN else echoes
 
     for method in METHODS:
