@@ -101,11 +101,13 @@ def test_one_gib_upload_refused_then_accepted(
         entry = gw.log_entry("/upload")  # written after the request's body store is closed
         assert entry["tries"] == 2 and entry["instance"] == accepting  # refused, then accepted
         rss_kb = peak_rss_kb(pid)
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
         assert len(spooled_midway) == 1  # the body went to a temporary file in spool_dir...
         assert spool_fds(pid, spool) == [] and os.listdir(spool) == []  # ...which is gone now
         assert rss_kb < RSS_LIMIT_KB
         print(
-            f"1 GiB upload: {elapsed:.1f}s ({GiB / elapsed / 1e6:.0f} MB/s), gateway VmHWM {rss_kb / 1000:.1f} MB"
+            f"1 GiB upload: {elapsed:.1f}s ({GiB / elapsed / 1e6:.0f} MB/s), gateway VmHWM {rss_kb / 1000:.1f} MB, gateway CPU {cpu:.1f}s"
         )
     finally:
         echo.stop()

@@ -91,3 +91,33 @@ def test_client_gone_mid_upload_releases_the_spool_file(
         assert time.monotonic() < deadline, f"spool file still open: {spool_fds(gw, spool)}"
         time.sleep(0.01)
     assert os.listdir(spool) == []
+
+
+def test_a_retry_replays_the_stored_part_then_follows_the_upload(
+    tmp_path: Path, gateway: Callable[..., Any], instances: Callable[..., FaultInstance]
+) -> None:
+    """The first attempt streams while the upload arrives and is lost mid-body; the retry sends
+    what is stored so far from the start (from the spool file), then the rest as it comes."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    lost = instances(Mode.CLOSE, close_after=2 * MiB)
+    echo = instances(Mode.ECHO)
+    gw = gateway([lost.address, echo.address], spool_dir=str(spool), body_in_memory="256KiB")
+    body = os.urandom(12 * MiB)
+    with socket.create_connection((gw.host, gw.port)) as sock:
+        sock.sendall(b"PUT /midway HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body))
+        sock.sendall(body[: 4 * MiB])
+        [first] = lost.wait_seen(1)  # the first attempt is lost while the upload goes on
+        assert 2 * MiB <= first.body_bytes < len(body)
+        sock.sendall(body[4 * MiB :])
+        sock.settimeout(20)
+        answer = b""
+        while b"}" not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    assert hashlib.sha256(body).hexdigest().encode() in answer
+    assert [s.body_bytes for s in echo.requests()] == [len(body)]
+    assert gw.log_entry("/midway")["tries"] == 2
+    assert spool_fds(gw, spool) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -166,3 +167,16 @@ def test_status() -> None:
             assert r.status == 502 and r.getheader("Tidegate-Draining") is None
             r.read()
         assert [s.connection for s in f.seen] == [1, 1]
+
+
+def test_close_mid_upload() -> None:
+    with FaultInstance(Mode.CLOSE, close_after=100_000) as f:
+        s = socket.create_connection((f.host, f.port))
+        s.sendall(b"PUT /u HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 200_000)
+        [seen] = f.wait_seen(1)
+        assert (seen.method, seen.path, seen.answered) == ("PUT", "/u", False)
+        assert 100_000 <= seen.body_bytes <= 200_000
+        s.settimeout(5)
+        with contextlib.suppress(ConnectionResetError):  # a reset when input was left unread...
+            assert s.recv(65536) == b""  # ...else closed without a byte of answer
+        s.close()

@@ -9,6 +9,7 @@ arrived, answered or not). The faults are the ones architecture.md's retry table
 | ---------------------------- | -------------------------------------------------------------- |
 | `listen=False`, or `close()` | connection refused (bound, never listening / listener closed)  |
 | CLOSE                        | accepted, request read, closed without a byte of response      |
+|                              | (`close_after=N`: closed once N body bytes arrived, mid-upload) |
 | RESET                        | status line, headers and part of the body, then a TCP reset    |
 | DRAIN                        | 503 + `Tidegate-Draining: 1` + `Connection: close`, unprocessed |
 | SLOW                         | request read, answered after `delay` s (None: never)           |
@@ -97,11 +98,14 @@ class FaultInstance:
         listen: bool = True,
         delay: float | None = None,
         status: int = 503,
+        close_after: int | None = None,
         log_requests: bool = False,
     ) -> None:
         self.mode = Mode(mode)
         self.delay = delay  # SLOW: seconds before answering (None = never); ECHO: added latency
         self.status = status  # STATUS: what every request gets
+        # CLOSE: close once this many body bytes arrived (mid-upload) instead of after the body.
+        self.close_after = close_after
         self.log_requests = log_requests
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -111,6 +115,7 @@ class FaultInstance:
         self.seen: list[Seen] = []
         self.connections = 0
         self._lock = threading.Lock()
+        self._seen_changed = threading.Condition(self._lock)
         self._closing = threading.Event()
         self._conns: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
@@ -168,6 +173,13 @@ class FaultInstance:
     def requests(self, method: str | None = None) -> list[Seen]:
         with self._lock:
             return [s for s in self.seen if method is None or s.method == method]
+
+    def wait_seen(self, n: int = 1, timeout: float = 10.0) -> list[Seen]:
+        """Block until at least `n` requests arrived; AssertionError after `timeout` seconds."""
+        with self._seen_changed:
+            if not self._seen_changed.wait_for(lambda: len(self.seen) >= n, timeout):
+                raise AssertionError(f"{self.name} saw {len(self.seen)} requests, not {n}, in {timeout}s")
+            return list(self.seen)
 
     # --- serving ---------------------------------------------------------------------------
     def _accept_loop(self) -> None:
@@ -236,6 +248,14 @@ class FaultInstance:
                 if not self._answer(conn, req, number, index):
                     return
                 index += 1
+            if (
+                self.mode is Mode.CLOSE
+                and self.close_after is not None
+                and current.body_bytes >= self.close_after
+            ):
+                current.method = parser.get_method().decode("latin-1")
+                self._answer(conn, current, number, index)  # recorded with the body so far; closes
+                return
 
     def _answer(self, conn: socket.socket, req: _Request, number: int, index: int) -> bool:
         """Act on one complete request; False closes the connection."""
@@ -250,8 +270,9 @@ class FaultInstance:
             req.body_bytes,
             req.hasher.hexdigest(),
         )
-        with self._lock:
+        with self._seen_changed:
             self.seen.append(seen)
+            self._seen_changed.notify_all()
         if self.log_requests:
             print(f"fault: {self.name} got {req.method} {path} id={seen.request_id}", flush=True)
         mode = self.mode
