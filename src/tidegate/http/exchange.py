@@ -247,37 +247,38 @@ class Exchange:
 
     async def _attempt(self, inst: Instance) -> Outcome:
         client = self.client
-        svc = client.svc
-        plan = client.plan
         loop = client.loop
-        conn = svc.upstreams.acquire(inst)
-        reused = conn is not None
-        if conn is None:
-            try:
-                conn = await svc.upstreams.connect(inst, plan.connect_timeout)
-            except TimeoutError:
-                return Failure.CONNECT_TIMEOUT
-            except OSError:
-                return Failure.CONNECT_FAILED
+        upstreams = client.svc.upstreams
         self.inst = inst
         c = inst.counters
+        # In service from the pick on, connecting included: least-connections and p2c must see
+        # a request that is still connecting, or a burst all lands on one instance.
         c.active += 1
         if self.attempt > 1:
             c.retries += 1
         started = loop.time()
-        fut: asyncio.Future[Outcome] = loop.create_future()
-        self.fut = fut
-        self.conn = conn
-        self.watch = -1
-        conn.bind(self, reused)
-        req = self.req
-        head = req.head
-        conn.transport.write(head)
-        c.bytes_in += len(head)
-        if req.body is not None:
-            self.body_sent = False
-            self.body_task = loop.create_task(self._send_body(conn))
         try:
+            conn = upstreams.acquire(inst)
+            reused = conn is not None
+            if conn is None:
+                try:
+                    conn = await upstreams.connect(inst, client.plan.connect_timeout)
+                except TimeoutError:
+                    return Failure.CONNECT_TIMEOUT
+                except OSError:
+                    return Failure.CONNECT_FAILED
+            fut: asyncio.Future[Outcome] = loop.create_future()
+            self.fut = fut
+            self.conn = conn
+            self.watch = -1
+            conn.bind(self, reused)
+            req = self.req
+            head = req.head
+            conn.transport.write(head)
+            c.bytes_in += len(head)
+            if req.body is not None:
+                self.body_sent = False
+                self.body_task = loop.create_task(self._send_body(conn))
             outcome = await fut
         finally:
             c.active -= 1

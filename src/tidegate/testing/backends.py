@@ -189,11 +189,11 @@ class Backend:
             self.paths.append(path)
             self._arrived.notify_all()
 
-    def wait_for_request(self, path: str, timeout: float = 10.0) -> None:
-        """Block until a request for `path` has arrived (it may still be in progress)."""
+    def wait_for_request(self, path: str, count: int = 1, timeout: float = 10.0) -> None:
+        """Block until `count` requests for `path` have arrived (they may still be in progress)."""
         with self._arrived:
-            if not self._arrived.wait_for(lambda: path in self.paths, timeout):
-                raise AssertionError(f"backend {self.name}: no request for {path} within {timeout}s")
+            if not self._arrived.wait_for(lambda: self.paths.count(path) >= count, timeout):
+                raise AssertionError(f"backend {self.name}: not {count} requests for {path} within {timeout}s")
 
     def stop(self) -> None:
         self._server.should_exit = True
