@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tidegate.testing.process import Proc
-from tidegate.testing.tcp_peers import BulkEnd
+from tidegate.testing.tcp_peers import BulkEnd, ThreadedNamedEcho
 
 GIB = 1 << 30
 
@@ -125,3 +127,79 @@ def test_a_redis_client_works_through_it(start_tidegate, redis_server: str) -> N
     )
     assert bench.stdout.count('"') >= 6, bench.stdout + bench.stderr
     assert redis_cli(port, "GET", "counter:__rand_int__") == b"20000\n"
+
+
+@pytest.fixture
+def echoes() -> Iterator[Callable[[str], ThreadedNamedEcho]]:
+    made: list[ThreadedNamedEcho] = []
+
+    def make(name: str) -> ThreadedNamedEcho:
+        made.append(ThreadedNamedEcho(name))
+        return made[-1]
+
+    yield make
+    for e in made:
+        e.close()
+
+
+def open_named(address: tuple[str, int]) -> tuple[str, socket.socket]:
+    sock = socket.create_connection(address, timeout=10)
+    name = b""
+    while not name.endswith(b"\n"):
+        byte = sock.recv(1)
+        assert byte, "closed before the instance said its name"
+        name += byte
+    return name.decode().strip(), sock
+
+
+def echo_once(sock: socket.socket, data: bytes) -> bytes:
+    sock.sendall(data)
+    got = b""
+    while len(got) < len(data):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def test_drain_through_the_admin_api(start_tidegate, echoes) -> None:
+    """Draining an instance over the API: its open connection keeps working while new ones go to
+    the other instance; after the drain grace it is cut, and the API and /metrics count it."""
+    a, b = echoes("a"), echoes("b")
+    config = '[admin]\nlisten = "127.0.0.1:0"\n' + tcp_config([a.address, b.address], drain_grace="2s")
+    proc = start_tidegate(config)
+    admin = "http://{}:{}".format(*proc.address("admin"))
+    tcp = proc.address("tcp")
+    opened = dict(open_named(tcp) for _ in range(2))
+    assert set(opened) == {"a", "b"}
+    with httpx.Client(base_url=admin, timeout=10) as api, opened["a"], opened["b"]:
+        r = api.post(f"/api/pools/p/instances/{a.address}/drain")
+        assert r.status_code == 200, r.text
+        assert r.json()["state"] == "draining"
+        for _ in range(4):
+            name, sock = open_named(tcp)
+            sock.close()
+            assert name == "b"
+        assert echo_once(opened["a"], b"still served") == b"still served"
+        (pool,) = api.get("/api/pools").json()["pools"]
+        assert 0 < pool["tcp"]["drain_cut_in"][a.address] <= 2
+        by_address = {i["address"]: i for i in pool["instances"]}
+        assert by_address[a.address]["state"] == "draining"
+        assert by_address[a.address]["connections"] == 1
+        assert by_address[b.address]["tcp"]["opened"] == 5
+        # The grace expires: the connection on the draining instance is cut (FIN or reset).
+        opened["a"].settimeout(10)
+        with contextlib.suppress(ConnectionResetError):
+            assert opened["a"].recv(1) == b""
+        assert echo_once(opened["b"], b"untouched") == b"untouched"
+        (pool,) = api.get("/api/pools").json()["pools"]
+        assert pool["tcp"]["drain_cut"] == 1
+        by_address = {i["address"]: i for i in pool["instances"]}
+        assert by_address[a.address]["tcp"]["drain_cut"] == 1
+        assert by_address[a.address]["connections"] == 0
+        metrics = api.get("/metrics").text
+        assert (
+            f'tidegate_tcp_instance_drain_cut_connections_total{{instance="{a.address}",listener="tcp",pool="p"}} 1.0'
+            in metrics
+        )

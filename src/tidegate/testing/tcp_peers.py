@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import random
 import socket
+import socketserver
 import threading
 from dataclasses import dataclass, field
 
@@ -42,6 +43,35 @@ class NamedEcho:
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
+
+
+class ThreadedNamedEcho(socketserver.ThreadingTCPServer):
+    """NamedEcho for tests without an event loop: a thread per connection, stop with close()."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(("127.0.0.1", 0), _EchoHandler)
+        self.address = f"127.0.0.1:{self.server_address[1]}"
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _EchoHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        sock.sendall(self.server.name.encode() + b"\n")  # type: ignore[attr-defined]
+        try:
+            while data := sock.recv(65536):
+                sock.sendall(data)
+        except OSError:
+            pass
 
 
 class AddressBox:
