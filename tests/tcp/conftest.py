@@ -67,6 +67,32 @@ async def proxy() -> AsyncIterator[StartProxy]:
         await svc.stop(0)
 
 
+class Harness:
+    """For tests that build configs and runtimes themselves (reload, several listeners)."""
+
+    config_text = staticmethod(config_text)
+    MiniRuntime = MiniRuntime
+
+    def __init__(self) -> None:
+        self.services: list[TcpService] = []
+
+    async def start(self, cfg: Config) -> tuple[MiniRuntime, list[TcpService]]:
+        rt = MiniRuntime(cfg)
+        made = [make_service(t, rt) for t in cfg.tcp]
+        for svc in made:
+            await svc.start()
+            self.services.append(svc)
+        return rt, made
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    h = Harness()
+    yield h
+    for svc in h.services:
+        await svc.stop(0)
+
+
 @pytest.fixture
 async def named_echo() -> AsyncIterator[Callable[[str], Awaitable[NamedEcho]]]:
     made: list[NamedEcho] = []

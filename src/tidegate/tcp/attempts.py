@@ -10,7 +10,7 @@ instance while the pool is unchanged (nginx `hash $remote_addr`, HAProxy `balanc
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 from collections.abc import Collection
 
 from tidegate.balancing.instance import Instance
@@ -18,16 +18,25 @@ from tidegate.balancing.pool import Pool
 
 
 def client_key(peername: object) -> bytes | None:
-    """The packed client IP (4 or 16 bytes; IPv4-mapped IPv6 unmapped), None when there is none."""
+    """The packed client IP (4 or 16 bytes; IPv4-mapped IPv6 unmapped), None when there is none.
+
+    inet_pton rather than the ipaddress module: this runs once per connection, and costs a tenth.
+    """
     if not isinstance(peername, tuple) or not peername or not isinstance(peername[0], str):
         return None
+    host = peername[0]
     try:
-        ip = ipaddress.ip_address(peername[0].partition("%")[0])
-    except ValueError:
+        return socket.inet_pton(socket.AF_INET, host)
+    except OSError:
+        pass
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, host.partition("%")[0])
+    except OSError:
         return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.packed
+    return packed[12:] if packed.startswith(_V4_MAPPED) else packed
+
+
+_V4_MAPPED = bytes(10) + b"\xff\xff"
 
 
 def next_instance(

@@ -1,0 +1,285 @@
+"""bench/tcp: tidegate's `[[tcp]]` listener beside HAProxy `mode tcp` and nginx `stream`.
+
+Same machine, same instance, same load generator, one run, alternating A B C A B C so drift on a
+shared box (page cache, CPU frequency, other tenants) spreads over all three. Two figures:
+
+- connections/s: wrk sends one small HTTP request per connection (`Connection: close`), so every
+  request is a new client connection and a new connection from the proxy to the instance;
+- bulk throughput: wrk over one keep-alive connection downloading a large file again and again
+  (instance → client through the proxy, sendfile on the instance side).
+
+The instance is an nginx `http` server with one worker. Each proxy runs one worker (tidegate is
+one process with one event loop; HAProxy `nbthread 1`; nginx `worker_processes 1`), so the
+ratios compare work per core. On a 2-core machine wrk, the instance and the proxy share two
+cores: absolute numbers say little about a big server, the ratios are the point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from tidegate.testing.process import Proc, tidegate
+
+NGINX_MODULES = Path("/usr/lib/nginx/modules")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: Proc | None = None, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc is not None and proc.popen.poll() is not None:
+                sys.exit(f"{proc.argv[0]} exited:\n{proc.output()}")
+            time.sleep(0.05)
+    sys.exit(f"nothing listens on port {port} after {timeout}s")
+
+
+# --- the instance and the three proxies -------------------------------------------------------
+def start_instance(work: Path, size: int) -> tuple[Proc, int]:
+    port = free_port()
+    root = work / "www"
+    root.mkdir()
+    (root / "small").write_bytes(b"ok\n")
+    with open(root / "big", "wb") as f:  # random-ish bytes, in the page cache after the first read
+        block = os.urandom(1 << 20)
+        for _ in range(size >> 20):
+            f.write(block)
+    conf = work / "instance.conf"
+    conf.write_text(
+        f"""
+worker_processes 1;
+daemon off;
+pid {work}/instance.pid;
+error_log stderr warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        root {root};
+    }}
+}}
+"""
+    )
+    proc = Proc(["nginx", "-c", str(conf), "-p", str(work), "-e", "stderr"])
+    wait_port(port, proc)
+    return proc, port
+
+
+def start_tidegate(work: Path, instance: int) -> tuple[Proc, int]:
+    conf = work / "tidegate.toml"
+    conf.write_text(
+        f"""
+[[pools]]
+name = "bench"
+instances = [{{ address = "127.0.0.1:{instance}" }}]
+[[tcp]]
+listen = "127.0.0.1:0"
+pool = "bench"
+"""
+    )
+    proc = tidegate("run", str(conf))
+    proc.wait_for(r"tidegate: ready")
+    return proc, proc.address("tcp")[1]
+
+
+def start_haproxy(work: Path, instance: int) -> tuple[Proc, int]:
+    port = free_port()
+    conf = work / "haproxy.cfg"
+    conf.write_text(
+        f"""
+global
+    nbthread 1
+    maxconn 8000
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 600s
+    timeout server 600s
+frontend tcp_in
+    bind 127.0.0.1:{port}
+    default_backend instances
+backend instances
+    server i1 127.0.0.1:{instance}
+"""
+    )
+    proc = Proc(["haproxy", "-db", "-f", str(conf)])
+    wait_port(port, proc)
+    return proc, port
+
+
+def start_nginx_stream(work: Path, instance: int) -> tuple[Proc, int]:
+    port = free_port()
+    conf = work / "stream.conf"
+    conf.write_text(
+        f"""
+load_module {NGINX_MODULES}/ngx_stream_module.so;
+worker_processes 1;
+daemon off;
+pid {work}/stream.pid;
+error_log stderr warn;
+events {{ worker_connections 8000; }}
+stream {{
+    upstream instances {{ server 127.0.0.1:{instance}; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        proxy_connect_timeout 2s;
+        proxy_timeout 600s;
+        proxy_pass instances;
+    }}
+}}
+"""
+    )
+    proc = Proc(["nginx", "-c", str(conf), "-p", str(work), "-e", "stderr"])
+    wait_port(port, proc)
+    return proc, port
+
+
+# --- the load -------------------------------------------------------------------------------
+_UNITS = {"": 1, "K": 1e3, "k": 1e3, "M": 1e6, "G": 1e9, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
+
+
+def wrk(url: str, connections: int, seconds: float, close: bool) -> tuple[float, float, str]:
+    """(requests/s, bytes/s, problems) from one wrk run."""
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s", url]
+    if close:
+        argv[1:1] = ["-H", "Connection: close"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    tps = re.search(r"Transfer/sec:\s+([\d.]+)([KMG]?B)", out)
+    if rps is None or tps is None:
+        sys.exit(f"could not read wrk's output:\n{out}")
+    problems = "; ".join(
+        line.strip() for line in out.splitlines() if "Socket errors" in line or "Non-2xx" in line
+    )
+    return float(rps.group(1)), float(tps.group(1)) * _UNITS[tps.group(2)], problems
+
+
+@dataclass
+class Results:
+    conns: list[float] = field(default_factory=list)
+    bulk: list[float] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU of a process and its children (nginx's worker), from /proc."""
+    total = 0.0
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    for p in pids:
+        fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(prog="bench/tcp", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3, help="A B C rounds (default 3)")
+    ap.add_argument("--seconds", type=int, default=5, help="seconds per measurement (default 5)")
+    ap.add_argument("--connections", type=int, default=32, help="concurrent connections for connections/s")
+    ap.add_argument("--size-mib", type=int, default=256, help="size of the bulk file (default 256 MiB)")
+    ap.add_argument("--direct", action="store_true", help="also measure without a proxy")
+    args = ap.parse_args()
+    for tool in ("wrk", "nginx", "haproxy"):
+        if shutil.which(tool) is None:
+            sys.exit(f"bench/tcp needs {tool} (bench/bootstrap installs what is missing)")
+    if not (NGINX_MODULES / "ngx_stream_module.so").exists():
+        sys.exit("bench/tcp needs nginx's stream module (libnginx-mod-stream; see bench/bootstrap)")
+
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="tidegate-bench-tcp-") as tmp:
+        work = Path(tmp)
+        work.chmod(0o755)  # nginx's workers run as another user and must read the files
+        procs: list[Proc] = []
+        try:
+            instance, iport = start_instance(work, args.size_mib << 20)
+            procs.append(instance)
+            starters: dict[str, Callable[[Path, int], tuple[Proc, int]]] = {
+                "tidegate": start_tidegate,
+                "haproxy": start_haproxy,
+                "nginx": start_nginx_stream,
+            }
+            targets: dict[str, tuple[Proc | None, int]] = {}
+            for name, start in starters.items():
+                proc, port = start(work, iport)
+                procs.append(proc)
+                targets[name] = (proc, port)
+            if args.direct:
+                targets["direct"] = (None, iport)
+            results = {name: Results() for name in targets}
+            # Warm up: the big file into the page cache, every proxy's first connections.
+            for _, port in targets.values():
+                wrk(f"http://127.0.0.1:{port}/big", 1, 1, close=False)
+            for r in range(args.rounds):
+                for name, (proc, port) in targets.items():
+                    base = f"http://127.0.0.1:{port}"
+                    cpu0 = cpu_seconds(proc.popen.pid) if proc else 0.0
+                    rps, _, p1 = wrk(f"{base}/small", args.connections, args.seconds, close=True)
+                    cpu1 = cpu_seconds(proc.popen.pid) if proc else 0.0
+                    _, bps, p2 = wrk(f"{base}/big", 1, args.seconds, close=False)
+                    res = results[name]
+                    res.conns.append(rps)
+                    res.bulk.append(bps)
+                    res.cpu.append((cpu1 - cpu0) / args.seconds)
+                    res.problems += [p for p in (p1, p2) if p]
+                    console.print(
+                        f"round {r + 1} {name:9s} {rps:9.0f} conn/s  {bps / 1e9:6.2f} GB/s"
+                        f"  (proxy CPU {res.cpu[-1] * 100:3.0f}% during conn/s)"
+                    )
+        finally:
+            for proc in reversed(procs):
+                proc.stop()
+
+    table = Table(
+        title=f"TCP proxies, {args.rounds} alternating rounds of {args.seconds:g}s, median "
+        f"(one worker each; {os.cpu_count()} CPUs shared with wrk and the instance)"
+    )
+    for col in ("proxy", "connections/s", "tidegate ÷ this", "bulk GB/s", "tidegate ÷ this", "problems"):
+        table.add_column(col, justify="right" if col not in ("proxy", "problems") else "left")
+    tg_c = statistics.median(results["tidegate"].conns)
+    tg_b = statistics.median(results["tidegate"].bulk)
+    for name, res in results.items():
+        c, b = statistics.median(res.conns), statistics.median(res.bulk)
+        table.add_row(
+            name,
+            f"{c:,.0f}",
+            f"{tg_c / c:.2f}" if name != "tidegate" else "",
+            f"{b / 1e9:.2f}",
+            f"{tg_b / b:.2f}" if name != "tidegate" else "",
+            "; ".join(sorted(set(res.problems))) or "none",
+        )
+    console.print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
