@@ -127,7 +127,8 @@ class ClientConnection(asyncio.Protocol):
             self._upgrade_requested(data[exc.args[0] :])
             return
         except HttpParserError:
-            self._broken_stream(self.reject or 400)
+            if self.parser is parser:  # else the connection was already ended meanwhile
+                self._broken_stream(self.reject or 400)
             return
         if self.parsing:
             self.head_raw += len(data)
@@ -186,6 +187,8 @@ class ClientConnection(asyncio.Protocol):
 
     # --- httptools callbacks ----------------------------------------------------------------
     def on_message_begin(self) -> None:
+        if self.parser is None:
+            raise _Reject  # the connection ended while this buffer was being parsed
         now = self.loop.time()
         self.plan = self.svc.plan  # a reload applies from the next request on
         self.req = Request(now)

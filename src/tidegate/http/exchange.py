@@ -1,7 +1,7 @@
 """One request's life in the gateway: the attempt loop, and the answer the client gets.
 
 Theory of operation. A client connection queues one `Exchange` per request and runs them strictly
-one after another (so pipelined answers go out in order). A running exchange is one task:
+one after another (so pipelined answers go out in order). An attempt is:
 
     pick an instance (not yet tried) → get a connection (idle, else connect) → send the head,
     stream the body from the body store → wait for the attempt's outcome
@@ -10,6 +10,11 @@ The outcome arrives from the upstream connection's callbacks: `response_done` (t
 to the client), `attempt_failed` (nothing went to the client yet: the retry rules may try again
 elsewhere) or `response_broken` (bytes went out, so the client connection is cut). Drain signals
 and retryable statuses are decided in `response_head`, before anything is forwarded.
+
+Two ways to run the same steps. The common request — no body, an idle connection to the picked
+instance — runs without a task: `start` sends it and the outcome callbacks finish it (a task,
+its future and three coroutine frames per request are most of the gateway's own CPU time).
+Everything else, and any retry, runs as a task (`run`): connecting, streaming a body, waiting.
 
 Per-instance figures are plain increments here: `active` while an attempt is on the instance,
 `completed`, `failures`, `retries`, latency; bytes are counted where they are written.
@@ -44,9 +49,17 @@ BROKEN: Final = _Broken()
 Outcome = Failure | _Broken | None
 
 
+class _Abandoned:
+    """Outcome of an attempt given up by the gateway itself (client gone, cancelled)."""
+
+
+ABANDONED: Final = _Abandoned()
+
+
 class Exchange:
     __slots__ = (
         "attempt",
+        "begun",
         "body_sent",
         "body_task",
         "broken",
@@ -56,16 +69,22 @@ class Exchange:
         "close_client",
         "conn",
         "decided",
+        "fast",
+        "finished",
         "fut",
         "inst",
+        "key",
+        "last",
         "local_error",
         "progress",
         "req",
         "response_started",
         "running",
+        "started",
         "status",
         "target",
         "task",
+        "tried",
         "tunnel",
         "watch",
         "watch_since",
@@ -77,10 +96,17 @@ class Exchange:
         self.target = target
         self.task: asyncio.Task[None] | None = None
         self.running = False
+        self.fast = False  # an attempt is in flight without a task (see the module docstring)
+        self.finished = False
+        self.begun = False
         self.conn: UpstreamConnection | None = None
         self.inst: Instance | None = None
         self.fut: asyncio.Future[Outcome] | None = None
+        self.key: bytes | None = None
+        self.tried: list[Instance] = []
+        self.last: Failure | None = None
         self.attempt = 0
+        self.started = 0.0
         self.decided: Decision | None = None
         self.response_started = False
         self.status = 0
@@ -110,21 +136,38 @@ class Exchange:
         canned = self.canned
         if canned is not None:
             self.client.write(canned)
+            self.finished = True
             self.client.exchange_done(self)
             return
         req = self.req
+        client = self.client
         if req.expect_continue and not req.complete:
-            self.client.write(responses.CONTINUE)
-        self.task = self.client.loop.create_task(self.run())
+            client.write(responses.CONTINUE)
+        target = self.target
+        if target is not None and req.body is None and req.upgrade is None:
+            self._begin(target)
+            self.attempt = 1
+            inst = target.pool.pick(self.key, ())
+            if inst is not None:
+                conn = client.svc.upstreams.acquire(inst)
+                if conn is not None:
+                    self.fast = True
+                    self._open_attempt(inst)
+                    self._send(conn, True)
+                    return
+                self.task = client.loop.create_task(self.run(inst))
+                return
+            self.attempt = 0
+        self.task = client.loop.create_task(self.run())
 
     def fail_local(self, status: int) -> None:
         """The client's side of the request went wrong (body too large, bad chunk, spool error)."""
         self.local_error = status
         self.close_client = self.broken = True
-        if self.task is None:
+        if self.task is None and not self.fast:
             self.canned = responses.error(status, close=True)
             self.status = status
-        elif self.running and not self.task.done():
+        elif self.task is not None and self.running and not self.task.done():
             self.task.cancel()
         # else: the task has not run yet and sees local_error first thing
 
@@ -135,13 +178,20 @@ class Exchange:
             if not self.running and self.req.body is not None:
                 self.req.body.abort()
             task.cancel()
+        elif self.fast:
+            self.fast = False
+            if self.conn is not None:
+                self.conn.discard()
+                self.conn = None
+            assert self.inst is not None
+            self._close_attempt(self.inst, ABANDONED)
         elif task is None and self.req.body is not None:
             self.req.body.abort()
 
     def check(self, now: float, timeout: float) -> None:
         """Sweeper tick: an attempt with no upstream activity for `timeout` has timed out."""
         conn = self.conn
-        if conn is None or self.fut is None:
+        if conn is None or (self.fut is None and not self.fast):
             return
         if self.progress != self.watch or self.client.write_paused:
             self.watch = self.progress
@@ -155,14 +205,14 @@ class Exchange:
                 self.attempt_failed(conn, Failure.RESPONSE_TIMEOUT)
 
     # --- the attempt loop -------------------------------------------------------------------
-    async def run(self) -> None:
+    async def run(self, first: Instance | None = None) -> None:
         client = self.client
         self.running = True
         try:
             if self.local_error:
                 self._answer(self.local_error)
                 return
-            await self._proxy()
+            await self._proxy(first)
         except asyncio.CancelledError:
             if self.local_error and not client.closed:
                 if self.response_started:
@@ -176,44 +226,36 @@ class Exchange:
             else:
                 self._answer(500)
         finally:
-            if self.conn is not None:
-                self.conn.discard()
-                self.conn = None
-            if self.body_task is not None and not self.body_task.done():
-                self.body_task.cancel()
-            if self.req.body is not None:
-                self.req.body.close()
-            if client.svc.access_log is not None:
-                self._log()
-            if not client.closed:
-                client.exchange_done(self)
+            self._finish()
 
-    async def _proxy(self) -> None:
+    def _begin(self, target: Target) -> None:
+        if not self.begun:
+            self.begun = True
+            if target.key is not None:
+                self.key = target.key(self.req, self.client.peer)
+            target.budget.record_request(self.client.loop.time())
+
+    async def _proxy(self, first: Instance | None) -> None:
         target = self.target
         if target is None:
             self._answer(502)
             return
-        req = self.req
+        self._begin(target)
         pool = target.pool
-        key = target.key(req, self.client.peer) if target.key is not None else None
-        target.budget.record_request(self.client.loop.time())
-        tried: list[Instance] = []
-        last: Failure | None = None
+        tried = self.tried
         while True:
-            self.attempt += 1
-            inst = pool.pick(key, tried)
-            if inst is None:
-                # Nothing eligible (left): the last failure's answer, if there was one.
-                self._answer(GIVE_UP_STATUS.get(last) or 502 if last is not None else 502)
-                return
-            self.decided = None
+            if first is not None:
+                inst, first = first, None
+            else:
+                self.attempt += 1
+                inst = pool.pick(self.key, tried)
+                if inst is None:
+                    # Nothing eligible (left): the last failure's answer, if there was one.
+                    last = self.last
+                    self._answer((GIVE_UP_STATUS.get(last) or 502) if last is not None else 502)
+                    return
             outcome = await self._attempt(inst)
-            if outcome is None:
-                return
-            inst.counters.failures += 1
-            pool.report(inst, False)
-            if outcome is BROKEN:
-                self.broken = self.close_client = True
+            if outcome is None or outcome is BROKEN:
                 return
             assert isinstance(outcome, Failure)
             decision = self.decided or self._decide(outcome, None)
@@ -221,42 +263,62 @@ class Exchange:
                 self._answer(decision.status or 502)
                 return
             tried.append(inst)
-            last = outcome
+            self.last = outcome
 
     def _decide(self, failure: Failure, status: int | None) -> Decision:
         """decide() with the pool's budget: a token is spent only for a retry really made."""
         target = self.target
         assert target is not None
         budget = target.budget
-        now = self.client.loop.time()
-        d = decide(target.policy, failure, self.req.method, self.attempt, status, self.response_started, True)
+        method = self.req.method
+        d = decide(target.policy, failure, method, self.attempt, status, self.response_started, True)
         if d.retry:
+            now = self.client.loop.time()
             if budget.can_spend(now):
                 budget.spend(now)
             else:
-                d = decide(
-                    target.policy,
-                    failure,
-                    self.req.method,
-                    self.attempt,
-                    status,
-                    self.response_started,
-                    False,
-                )
+                d = decide(target.policy, failure, method, self.attempt, status, self.response_started, False)
         return d
 
-    async def _attempt(self, inst: Instance) -> Outcome:
-        client = self.client
-        loop = client.loop
-        upstreams = client.svc.upstreams
-        self.inst = inst
-        c = inst.counters
+    def _open_attempt(self, inst: Instance) -> None:
         # In service from the pick on, connecting included: least-connections and p2c must see
         # a request that is still connecting, or a burst all lands on one instance.
+        self.inst = inst
+        self.decided = None
+        c = inst.counters
         c.active += 1
         if self.attempt > 1:
             c.retries += 1
-        started = loop.time()
+        self.started = self.client.loop.time()
+
+    def _close_attempt(self, inst: Instance, outcome: Outcome | _Abandoned) -> None:
+        c = inst.counters
+        c.active -= 1
+        if outcome is None:
+            c.completed += 1
+            c.record_latency(self.client.loop.time() - self.started)
+            self.target.pool.report(inst, True)  # type: ignore[union-attr]
+        elif outcome is not ABANDONED:
+            c.failures += 1
+            self.target.pool.report(inst, False)  # type: ignore[union-attr]
+
+    def _send(self, conn: UpstreamConnection, reused: bool) -> None:
+        self.conn = conn
+        self.watch = -1
+        conn.bind(self, reused)
+        req = self.req
+        head = req.head
+        conn.transport.write(head)
+        conn.inst.counters.bytes_in += len(head)
+        if req.body is not None:
+            self.body_sent = False
+            self.body_task = self.client.loop.create_task(self._send_body(conn))
+
+    async def _attempt(self, inst: Instance) -> Outcome:
+        client = self.client
+        upstreams = client.svc.upstreams
+        self._open_attempt(inst)
+        outcome: Outcome | _Abandoned = ABANDONED
         try:
             conn = upstreams.acquire(inst)
             reused = conn is not None
@@ -264,34 +326,40 @@ class Exchange:
                 try:
                     conn = await upstreams.connect(inst, client.plan.connect_timeout)
                 except TimeoutError:
-                    return Failure.CONNECT_TIMEOUT
+                    outcome = Failure.CONNECT_TIMEOUT
+                    return outcome
                 except OSError:
-                    return Failure.CONNECT_FAILED
-            fut: asyncio.Future[Outcome] = loop.create_future()
+                    outcome = Failure.CONNECT_FAILED
+                    return outcome
+            fut: asyncio.Future[Outcome] = client.loop.create_future()
             self.fut = fut
-            self.conn = conn
-            self.watch = -1
-            conn.bind(self, reused)
-            req = self.req
-            head = req.head
-            conn.transport.write(head)
-            c.bytes_in += len(head)
-            if req.body is not None:
-                self.body_sent = False
-                self.body_task = loop.create_task(self._send_body(conn))
+            self._send(conn, reused)
             outcome = await fut
+            return outcome
         finally:
-            c.active -= 1
             self.fut = None
             if self.body_task is not None:
                 if not self.body_task.done():
                     self.body_task.cancel()
                 self.body_task = None
-        if outcome is None:
-            c.completed += 1
-            c.record_latency(loop.time() - started)
-            self.target.pool.report(inst, True)  # type: ignore[union-attr]
-        return outcome
+            self._close_attempt(inst, outcome)
+
+    def _finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self.conn is not None:
+            self.conn.discard()
+            self.conn = None
+        if self.body_task is not None and not self.body_task.done():
+            self.body_task.cancel()
+        if self.req.body is not None:
+            self.req.body.close()
+        client = self.client
+        if client.svc.access_log is not None:
+            self._log()
+        if not client.closed:
+            client.exchange_done(self)
 
     async def _send_body(self, conn: UpstreamConnection) -> None:
         store = self.req.body
@@ -322,6 +390,31 @@ class Exchange:
         self.body_sent = True
 
     # --- outcomes, called from the upstream connection's callbacks ---------------------------
+    def _deliver(self, outcome: Outcome) -> None:
+        fut = self.fut
+        if fut is not None:
+            if not fut.done():
+                fut.set_result(outcome)
+        elif self.fast:
+            self.fast = False
+            self._fast_outcome(outcome)
+
+    def _fast_outcome(self, outcome: Outcome) -> None:
+        inst = self.inst
+        assert inst is not None
+        self._close_attempt(inst, outcome)
+        if outcome is not None and outcome is not BROKEN:
+            assert isinstance(outcome, Failure)
+            decision = self.decided or self._decide(outcome, None)
+            if decision.retry:
+                # Retries (connecting, waiting) need the task after all.
+                self.tried.append(inst)
+                self.last = outcome
+                self.task = self.client.loop.create_task(self.run())
+                return
+            self._answer(decision.status or 502)
+        self._finish()
+
     def response_head(self, conn: UpstreamConnection, status: int) -> None:
         target = self.target
         assert target is not None and self.inst is not None
@@ -359,33 +452,25 @@ class Exchange:
             self.client.svc.upstreams.release(conn)
         else:
             conn.discard()
-        fut = self.fut
-        if fut is not None and not fut.done():
-            fut.set_result(None)
+        self._deliver(None)
 
     def attempt_failed(self, conn: UpstreamConnection, failure: Failure) -> None:
         self.conn = None
         conn.discard()
-        fut = self.fut
-        if fut is not None and not fut.done():
-            fut.set_result(failure)
+        self._deliver(failure)
 
     def response_broken(self, conn: UpstreamConnection) -> None:
         self.conn = None
         conn.discard()
         self.broken = self.close_client = True
-        fut = self.fut
-        if fut is not None and not fut.done():
-            fut.set_result(BROKEN)
+        self._deliver(BROKEN)
 
     def tunnel_open(self, conn: UpstreamConnection) -> None:
         """The instance answered 101: from now on bytes flow raw both ways (WebSocket etc.)."""
         self.conn = None
         self.tunnel = True
         self.client.open_tunnel(conn)
-        fut = self.fut
-        if fut is not None and not fut.done():
-            fut.set_result(None)
+        self._deliver(None)
 
     # --- the gateway's own answers ----------------------------------------------------------
     def _answer(self, status: int) -> None:

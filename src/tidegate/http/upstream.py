@@ -232,6 +232,8 @@ class UpstreamConnection(asyncio.Protocol):
         elif kind is Resp.TRANSFER_ENCODING:
             self.te_chunked = value.strip().lower().endswith(b"chunked")
         elif kind is Resp.CONNECTION:
+            if value == b"keep-alive" or value == b"close":
+                return  # the common values name no header; should_keep_alive() has the rest
             tokens = connection_tokens(value)
             extra = [t for t in tokens if t not in CONNECTION_OPTIONS]
             if extra:
