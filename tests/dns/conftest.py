@@ -1,89 +1,12 @@
-"""A DNS service on a real socket, run in its own thread and event loop, for blocking clients
-(dnspython's dns.query, `dig`) in the test thread. Pool changes go through `server.call`, which
-runs them on the service's loop as the admin API and health checks would."""
+"""Fixtures for the DNS layer's tests: a DNS service on a real socket in its own thread."""
 
 from __future__ import annotations
 
-import asyncio
-import re
-import sys
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from tidegate.balancing.pool import Pool
-from tidegate.config.load import parse_config
-from tidegate.config.model import Config
-from tidegate.control.pools import build_pools
-from tidegate.dns.service import DnsService, make_service
-
-T = TypeVar("T")
-
-
-@dataclass
-class FakeRuntime:
-    """What the DNS service uses of the runtime: the pools and the metrics registry."""
-
-    config: Config
-    pools: dict[str, Pool]
-    metrics: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
-
-
-class DnsServer:
-    def __init__(self, config_text: str) -> None:
-        self.config = parse_config(config_text)
-        assert self.config.dns is not None
-        self.runtime = FakeRuntime(self.config, build_pools(self.config))
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.service: DnsService = make_service(self.config.dns, self.runtime)
-        self.printed = self._capture_start()
-        m = re.search(r"tidegate: dns listening on (\S+):(\d+)", self.printed)
-        assert m, self.printed
-        self.host, self.port = m.group(1).strip("[]"), int(m.group(2))
-
-    def _capture_start(self) -> str:
-        import io
-
-        buf = io.StringIO()
-        old = sys.stderr
-        sys.stderr = buf
-        try:
-            self.call(self.service.start)
-        finally:
-            sys.stderr = old
-        return buf.getvalue()
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        """Run fn (a function or coroutine function) on the service's loop and return its value."""
-        fut: Future[Any] = Future()
-
-        async def run() -> None:
-            try:
-                out = fn()
-                if asyncio.iscoroutine(out):
-                    out = await out
-                fut.set_result(out)
-            except BaseException as exc:
-                fut.set_exception(exc)
-
-        asyncio.run_coroutine_threadsafe(run(), self.loop)
-        return fut.result(timeout=30)
-
-    def pool(self, name: str = "web") -> Pool:
-        return self.runtime.pools[name]
-
-    def close(self) -> None:
-        self.call(lambda: self.service.stop(1.0))
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
+from tidegate.testing.dns_server import DnsServer
 
 
 @pytest.fixture

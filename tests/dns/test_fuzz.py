@@ -16,8 +16,8 @@ from tidegate.config.load import parse_config
 from tidegate.control.pools import build_pools
 from tidegate.dns.handler import handle
 from tidegate.dns.zone import Zone
+from tidegate.testing.dns_server import DnsServer
 
-from .conftest import DnsServer
 from .fuzz_packets import packets
 
 CONFIG = """
@@ -58,7 +58,7 @@ def test_hundred_thousand_packets_through_the_handler() -> None:
     valid = dns.message.make_query("www.example.test.", "A").to_wire()
     answered = 0
     for i, pkt in enumerate(packets(seed=7, n=100_000)):
-        for transport in ("udp", "tcp") if i % 10 == 0 else ("udp",):
+        for transport in ("udp", "tcp") if i % 20 == 0 else ("udp",):
             out = handle(pkt, zone, transport)  # type: ignore[arg-type]
             if out is None:
                 assert len(pkt) < 12 or pkt[2] & 0x80
@@ -67,7 +67,8 @@ def test_hundred_thousand_packets_through_the_handler() -> None:
             assert out[:2] == pkt[:2]  # the id
             assert out[2] & 0x80  # QR
             assert len(out) <= (65535 if transport == "tcp" else 1232)
-            dns.message.from_wire(out)  # well formed
+            if i % 8 == 0:
+                dns.message.from_wire(out)  # well formed (a sample: parsing doubles the cost)
         if i % 1000 == 0:
             _check_valid_answer(handle(valid, zone))
     figs = zone.figures

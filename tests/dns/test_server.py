@@ -19,8 +19,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from tidegate.balancing.state import State
-
-from .conftest import DnsServer
+from tidegate.testing.dns_server import DnsServer
 
 MANY = 60
 CONFIG = f"""

@@ -1,0 +1,170 @@
+"""dnsperf against tidegate's DNS layer and against gdnsd serving the same zone, in one run.
+
+Both answer www.example.test. with one A record out of four, chosen by weight (1, 2, 3, 4):
+tidegate with `answers = 1`, gdnsd with its `weighted` plugin (multi = false). Each server gets
+one thread for UDP (tidegate is one event loop; gdnsd `udp_threads = 1`), and dnsperf runs the
+same query file for the same time against each, on loopback.
+
+    /work/main/.venv/bin/python bench/dns_dnsperf.py [--seconds 10] [--gdnsd-threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from tidegate.testing.process import Proc, tidegate
+
+INSTANCES = [("127.0.0.11", 1), ("127.0.0.12", 2), ("127.0.0.13", 3), ("127.0.0.14", 4)]
+QUERIES = "www.example.test A\n" * 9 + "nope.example.test A\n"  # 10% NXDOMAIN, as in real traffic
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP right now (gdnsd takes a fixed port)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.1", 0))
+            port = u.getsockname()[1]
+            with socket.socket() as t:
+                try:
+                    t.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port")
+
+
+def tidegate_config() -> str:
+    insts = ", ".join(f'{{ address = "{ip}:80", weight = {w} }}' for ip, w in INSTANCES)
+    return f"""
+[[pools]]
+name = "web"
+instances = [{insts}]
+
+[dns]
+listen = "127.0.0.1:0"
+zone = "example.test."
+nameservers = ["ns1.example.test."]
+negative_ttl = 60
+
+[[dns.records]]
+name = "www.example.test."
+pool = "web"
+ttl = 30
+answers = 1
+"""
+
+
+def gdnsd_dir(base: Path, port: int, threads: int) -> Path:
+    d = base / "gdnsd"
+    (d / "zones").mkdir(parents=True)
+    addrs = "\n".join(f"      i{n} = [ {ip}, {w} ]" for n, (ip, w) in enumerate(INSTANCES, 1))
+    (d / "config").write_text(
+        f"""options => {{
+  listen => [ 127.0.0.1:{port} ]
+  udp_threads => {threads}
+  tcp_threads => 1
+  run_dir => {d}/run
+  state_dir => {d}/state
+}}
+plugins => {{
+  weighted => {{
+    www => {{
+      multi = false
+{addrs}
+    }}
+  }}
+}}
+"""
+    )
+    (d / "zones" / "example.test").write_text(
+        "@ 60 SOA ns1 hostmaster 1 3600 600 604800 60\n@ 3600 NS ns1.example.test.\nwww 30 DYNA weighted!www\n"
+    )
+    return d
+
+
+def dnsperf(port: int, queries: Path, seconds: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(queries), "-l", str(seconds), "-q", "200"],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    ).stdout
+    qps = re.search(r"Queries per second:\s+([\d.]+)", out)
+    lost = re.search(r"Queries lost:\s+(\d+)", out)
+    lat = re.search(r"Average Latency \(s\):\s+([\d.]+)", out)
+    if not qps:
+        raise RuntimeError("dnsperf said:\n" + out)
+    return {
+        "qps": float(qps.group(1)),
+        "lost": float(lost.group(1)) if lost else 0.0,
+        "latency_ms": float(lat.group(1)) * 1000 if lat else 0.0,
+    }
+
+
+def check_answers(port: int) -> str:
+    out = subprocess.run(
+        ["dig", "@127.0.0.1", "-p", str(port), "+short", "www.example.test", "A"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout.split()
+    if len(out) != 1 or out[0] not in {ip for ip, _ in INSTANCES}:
+        raise RuntimeError(f"unexpected answer {out} on port {port}")
+    return out[0]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--gdnsd-threads", type=int, default=1)
+    args = ap.parse_args()
+    for tool in ("dnsperf", "gdnsd", "dig"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is missing (apt-get install dnsperf gdnsd bind9-dnsutils)", file=sys.stderr)
+            return 2
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        queries = base / "queries.txt"
+        queries.write_text(QUERIES)
+
+        cfg = base / "tidegate.toml"
+        cfg.write_text(tidegate_config())
+        tg = tidegate("run", str(cfg))
+        try:
+            tg.wait_for("tidegate: ready")
+            port = tg.address("dns")[1]
+            check_answers(port)
+            results["tidegate"] = dnsperf(port, queries, args.seconds)
+        finally:
+            tg.stop()
+
+        gport = free_port()
+        gd = Proc(["gdnsd", "-c", str(gdnsd_dir(base, gport, args.gdnsd_threads)), "start"])
+        try:
+            gd.wait_for("DNS listeners started")
+            check_answers(gport)
+            results["gdnsd"] = dnsperf(gport, queries, args.seconds)
+        finally:
+            gd.stop()
+
+    for name, r in results.items():
+        print(
+            f"{name:9s} {r['qps']:10.0f} queries/s  avg latency {r['latency_ms']:.2f} ms  lost {r['lost']:.0f}"
+        )
+    ratio = results["gdnsd"]["qps"] / results["tidegate"]["qps"]
+    print(f"gdnsd/tidegate = {ratio:.1f}x  ({args.seconds} s each, gdnsd udp_threads={args.gdnsd_threads})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,102 @@
+"""`tidegate run` with a [dns] section: real health checks take a failed instance out of the
+answers within fall x interval, and SIGHUP reloads the zone (new record, serial bumped)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+
+import dns.message
+import dns.query
+import dns.rcode
+import pytest
+
+from tidegate.testing.process import Proc
+
+INTERVAL, FALL = 0.2, 2
+
+
+@pytest.fixture
+def listeners() -> Iterator[list[socket.socket]]:
+    """Three TCP listeners on 127.0.0.2-4 standing in for instances (health type tcp)."""
+    socks = []
+    for i in (2, 3, 4):
+        s = socket.socket()
+        s.bind((f"127.0.0.{i}", 0))
+        s.listen(64)
+        socks.append(s)
+    yield socks
+    for s in socks:
+        s.close()
+
+
+def _config(socks: list[socket.socket], extra: str = "") -> str:
+    instances = ", ".join('{{ address = "{}:{}" }}'.format(*s.getsockname()) for s in socks)
+    return f"""
+[[pools]]
+name = "web"
+instances = [{instances}]
+[pools.health]
+type = "tcp"
+interval = "{int(INTERVAL * 1000)}ms"
+timeout = "150ms"
+rise = 1
+fall = {FALL}
+
+[dns]
+listen = "127.0.0.1:0"
+zone = "example.test."
+nameservers = ["ns1.example.test."]
+
+[[dns.records]]
+name = "www.example.test."
+pool = "web"
+ttl = 5
+answers = 3
+{extra}"""
+
+
+def _answer(host: str, port: int, name: str = "www.example.test.") -> dns.message.Message:
+    return dns.query.udp(dns.message.make_query(name, "A"), host, port=port, timeout=5)
+
+
+def _ips(r: dns.message.Message) -> set[str]:
+    return {rd.address for rrset in r.answer for rd in rrset}
+
+
+def test_health_check_failure_leaves_the_answers(
+    start_tidegate: Callable[..., Proc], listeners: list[socket.socket]
+) -> None:
+    proc = start_tidegate(_config(listeners))
+    host, port = proc.address("dns")
+    assert _ips(_answer(host, port)) == {"127.0.0.2", "127.0.0.3", "127.0.0.4"}
+    gone = listeners[1]
+    address = "{}:{}".format(*gone.getsockname())
+    gone.close()
+    t0 = time.monotonic()
+    deadline = t0 + 10
+    while "127.0.0.3" in _ips(_answer(host, port)):
+        assert time.monotonic() < deadline, proc.output()
+    took = time.monotonic() - t0
+    proc.wait_for(rf"{address}: up -> down", timeout=5)
+    # The first failing probe comes at most one interval after the failure, then fall-1 more.
+    print(f"dns: removed from answers {took:.3f}s after the failure (fall x interval = {FALL * INTERVAL}s)")
+    assert took <= FALL * INTERVAL + 0.3, took
+    assert _ips(_answer(host, port)) == {"127.0.0.2", "127.0.0.4"}
+
+
+def test_sighup_reloads_the_zone(start_tidegate: Callable[..., Proc], listeners: list[socket.socket]) -> None:
+    proc = start_tidegate(_config(listeners))
+    host, port = proc.address("dns")
+    soa = dns.query.udp(dns.message.make_query("example.test.", "SOA"), host, port=port, timeout=5)
+    serial = soa.answer[0][0].serial
+    assert _answer(host, port, "api.example.test.").rcode() == dns.rcode.NXDOMAIN
+    path = proc.config_path  # type: ignore[attr-defined]
+    path.write_text(_config(listeners, '[[dns.records]]\nname = "api.example.test."\npool = "web"\n'))
+    proc.signal(signal.SIGHUP)
+    proc.wait_for("tidegate: reloaded")
+    assert len(_ips(_answer(host, port, "api.example.test."))) == 2
+    soa = dns.query.udp(dns.message.make_query("example.test.", "SOA"), host, port=port, timeout=5)
+    assert soa.answer[0][0].serial == serial + 1
