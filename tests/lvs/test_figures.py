@@ -66,7 +66,7 @@ def test_describe_pool_and_metrics_follow_the_connection_table() -> None:
     info = svc.describe_pool("web")
     assert svc.describe_pool("other") is None
     assert info is not None
-    rs = info["real_servers"]["198.18.1.11:8080"]  # type: ignore[index]
+    rs = info["instances"]["198.18.1.11:8080"]  # type: ignore[index]
     assert rs == {
         "active": 1,
         "conns": 1,

@@ -11,12 +11,14 @@ own addresses) and requests keep succeeding.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +35,9 @@ def config(topo: Topology, weights: dict[str, int] | None = None) -> str:
     weights = weights or {}
     insts = ", ".join(f'{{ address = "{ip}:80", weight = {weights.get(ip, 1)} }}' for ip in topo.server_ips)
     return f"""
+[admin]
+listen = "127.0.0.1:9900"
+
 [[pools]]
 name = "web"
 scheduler = "round-robin"
@@ -111,6 +116,20 @@ class Lab:
             if re.match(r"^\d\d:\d\d:\d\d\.\d+ IP ", line) and ".9: UDP" not in line
         ]
 
+    def admin(self, method: str, path: str, body: str | None = None) -> Any:
+        """The director's admin API, from inside its namespace."""
+        argv = ["curl", "-sS", "-X", method, f"http://127.0.0.1:9900{path}"]
+        if body is not None:
+            argv += ["-H", "Content-Type: application/json", "--data", body]
+        res = self.topo.run(self.topo.director, argv)
+        assert res.returncode == 0, res.stderr
+        return json.loads(res.stdout)
+
+    def instance(self, ip: str) -> dict[str, Any]:
+        (pool,) = self.admin("GET", "/api/pools")["pools"]
+        inst: dict[str, Any] = next(i for i in pool["instances"] if i["address"] == f"{ip}:80")
+        return inst
+
     def reload(self, weights: dict[str, int]) -> None:
         assert self.director is not None
         self.config_path.write_text(config(self.topo, weights))
@@ -149,6 +168,8 @@ def test_requests_spread_and_replies_take_the_mode_s_path(lab: Lab) -> None:
 
 
 def test_quiesce_lets_an_open_connection_finish_without_reset(lab: Lab) -> None:
+    """What `tidegate upgrade --layer lvs` does: weight 0 through the admin API, then wait for the
+    instance's connections to reach 0 in GET /api/pools."""
     topo = lab.topo
     assert lab.director is not None
     fifo = lab.tmp / f"go-{os.getpid()}"
@@ -157,15 +178,29 @@ def test_quiesce_lets_an_open_connection_finish_without_reset(lab: Lab) -> None:
     holder = topo.start(topo.client, [sys.executable, str(HERE / "hold_client.py"), VIP, str(fifo)])
     name = holder.wait_for(r"first (rs\d)").group(1)
     ip = next(ip for ip, n in lab.names.items() if n == name)
-    lab.reload({ip: 0})
+    path = f"/api/pools/web/instances/{ip}:80/weight"
+    assert lab.admin("PUT", path, '{"weight": 0}')["weight"] == 0
+    held = lab.instance(ip)
+    assert held["connections"] == 1 and held["lvs"]["active"] == 1
     got = lab.curl(12)
     assert name not in got and sum(got.values()) == 12
     fifo.write_text("go\n")
     assert holder.wait_for(r"second .*").group(0) == f"second {name} clean"
     lab.director.wait_for(rf"real server {re.escape(ip)}:80 takes no new connections and has none left")
+    assert lab.instance(ip)["connections"] == 0
     assert lab.captured(resets) == []
-    lab.reload({})
+    lab.admin("PUT", path, '{"weight": 1}')
     assert sorted(lab.curl(3).values()) == [1, 1, 1]
+
+
+def test_director_figures_show_the_reply_path(lab: Lab) -> None:
+    """The director's own counters agree with the capture: replies counted only in NAT."""
+    figures = [lab.instance(ip)["lvs"] for ip in lab.topo.server_ips]
+    assert all(f["conns"] >= 10 and f["in_packets"] >= 30 and f["in_bytes"] > 0 for f in figures)
+    if lab.topo.mode == "nat":
+        assert all(f["out_packets"] >= 30 and f["out_bytes"] > f["in_bytes"] for f in figures)
+    else:
+        assert all(f["out_packets"] == 0 and f["out_bytes"] == 0 for f in figures)
 
 
 def test_killed_real_server_is_taken_out_by_health_checks(lab: Lab) -> None:

@@ -153,7 +153,8 @@ class LvsService:
             "interface": self.cfg.interface,
             "protocol": self.cfg.protocol,
             "connections": len(self.table),
-            "real_servers": self._per_server(),
+            # Per real server, like `ipvsadm -L --stats`; the admin API files each under its instance.
+            "instances": self._per_server(),
             "dropped": self._dropped(),
         }
         if isinstance(self.engine, UserspaceEngine) and self.engine.director is not None:
