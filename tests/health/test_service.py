@@ -89,25 +89,34 @@ async def test_killed_goes_down_within_fall_and_returns_through_slow_start_after
             }
         ]
     )
-    rt, _ = await running(cfg)
+    rt, svc = await running(cfg)
     pool = rt.pools["web"]
     w = Watcher(pool)
     inst = pool.get(a.address)
     assert inst is not None and inst.state is State.UP
 
+    # Counted in check rounds (exact), and in seconds (bounded loosely: a loaded machine delays
+    # the loop; the printed figure is the measurement).
+    rounds: dict[State, int] = {}
+    pool.subscribe(lambda c: rounds.setdefault(c.new, svc.rounds("web")))
     killed = time.monotonic()
+    at_kill = svc.rounds("web")
     await a.stop()
     t_down, change = await w.state(a.address, State.DOWN, killed)
     assert change.cause.startswith("health: ") and "refused" in change.cause
     down_after = t_down - killed
-    assert down_after <= fall * INTERVAL + 0.1, down_after
+    # the fall-th failing round decides; the round running at the kill may have probed before it
+    assert fall - 1 <= rounds[State.DOWN] - at_kill <= fall
+    assert down_after <= fall * INTERVAL + 0.3, down_after
     assert pool.pick() is pool.get(b.address) and pool.pick() is pool.get(b.address)
 
     await a.start()  # same port
     restarted = time.monotonic()
+    at_restart = svc.rounds("web")
     t_ss, _ = await w.state(a.address, State.SLOW_START, restarted)
     back_after = t_ss - restarted
-    assert back_after <= rise * INTERVAL + 0.1, back_after
+    assert rise - 1 <= rounds[State.SLOW_START] - at_restart <= rise
+    assert back_after <= rise * INTERVAL + 0.3, back_after
     assert (rise - 1) * INTERVAL - 0.05 <= back_after
     assert 0 < inst.ramp < 1
     ramps = []
@@ -116,7 +125,7 @@ async def test_killed_goes_down_within_fall_and_returns_through_slow_start_after
         await asyncio.sleep(0.05)  # sampling the ramp while it moves, not synchronising
     t_up, change = await w.state(a.address, State.UP, t_ss)
     assert change.cause.startswith("slow-start done")
-    assert slow - 0.01 <= t_up - t_ss <= slow + 0.2
+    assert slow - 0.01 <= t_up - t_ss <= slow + 0.3
     assert ramps == sorted(ramps) and ramps[-1] > ramps[0]
     assert inst.ramp == 1.0 and inst.effective_weight == inst.weight
     print(

@@ -148,6 +148,11 @@ class HealthService:
         rf = w.checks.get(inst)
         return rf.healthy if rf is not None else None
 
+    def rounds(self, pool: str) -> int:
+        """How many rounds of active checks of `pool` have completed."""
+        w = self._watches.get(pool)
+        return w.rounds if w is not None else 0
+
     async def wait_rounds(self, pool: str, n: int = 1) -> None:
         """Return once `n` more rounds of active checks of `pool` have completed (for tests and
         tools that must act on fresh verdicts)."""
