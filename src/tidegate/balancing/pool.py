@@ -45,6 +45,7 @@ class Pool:
         self._instances: dict[str, Instance] = {}
         self._listeners: list[Listener] = []
         self.version = 0  # bumped on every change; cheap staleness check for observers
+        self._stale = True  # the scheduler has not seen the latest change yet
         # Passive health: data planes report each attempt's outcome here; the health service
         # installs the outlier detector. None = nobody listens (no cost on the hot path).
         self.on_result: Callable[[Instance, bool], None] | None = None
@@ -104,11 +105,16 @@ class Pool:
         self.changed()
 
     def changed(self) -> None:
+        # The scheduler is rebuilt at the next pick, once for any number of changes: adding a
+        # hundred instances, or a tick moving every ramp, must not build a Maglev table each.
         self.version += 1
-        self._scheduler.update([i for i in self._instances.values() if i.available])
+        self._stale = True
 
     # --- the hot path ---------------------------------------------------------------------
     def pick(self, key: bytes | None = None, avoid: Collection[Instance] = ()) -> Instance | None:
+        if self._stale:
+            self._stale = False
+            self._scheduler.update([i for i in self._instances.values() if i.available])
         return self._scheduler.pick(key, avoid)
 
     def report(self, inst: Instance, ok: bool) -> None:

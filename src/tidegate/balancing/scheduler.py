@@ -12,7 +12,7 @@ for this request: a scheduler returns one outside it when one exists, else any e
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from tidegate.balancing.instance import Instance
 
@@ -25,10 +25,13 @@ class Scheduler(Protocol):
 
 SchedulerFactory = Callable[[], Scheduler]
 _REGISTRY: dict[str, SchedulerFactory] = {}
+F = TypeVar("F", bound=SchedulerFactory)
 
 
-def register(name: str) -> Callable[[SchedulerFactory], SchedulerFactory]:
-    def deco(factory: SchedulerFactory) -> SchedulerFactory:
+def register(name: str) -> Callable[[F], F]:
+    """Make a scheduler class (or a function returning one) known under a config name."""
+
+    def deco(factory: F) -> F:
         _REGISTRY[name] = factory
         return factory
 

@@ -1,3 +1,13 @@
-"""Every scheduler named in interface.md; importing this package registers them all."""
+"""Every scheduler named in interface.md, and the IPVS names the LVS layer asks for; importing
+this package registers them all."""
 
-from tidegate.balancing.schedulers import round_robin  # noqa: F401
+from tidegate.balancing.schedulers import (  # noqa: F401
+    consistent_hash,
+    least_connections,
+    maglev,
+    p2c,
+    round_robin,
+    source_hash,
+    weighted_random,
+    weighted_round_robin,
+)

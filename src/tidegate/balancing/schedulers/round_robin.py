@@ -1,4 +1,4 @@
-"""Plain round-robin: each eligible instance in turn, weights ignored."""
+"""Plain round-robin: each eligible instance in turn, weights ignored (IPVS `rr`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from tidegate.balancing.scheduler import register
 
 
 @register("round-robin")
+@register("rr")
 class RoundRobin:
     def __init__(self) -> None:
         self._ring: list[Instance] = []
@@ -16,16 +17,22 @@ class RoundRobin:
 
     def update(self, instances: Sequence[Instance]) -> None:
         self._ring = list(instances)
-        self._next = 0
+        # Keep the cursor: rebuilding on every state or ramp change must not send the next
+        # pick to the first instance each time.
+        self._next = self._next % len(self._ring) if self._ring else 0
 
     def pick(self, key: bytes | None = None, avoid: Collection[Instance] = ()) -> Instance | None:
         ring = self._ring
         n = len(ring)
         if n == 0:
             return None
-        for _ in range(n):
-            inst = ring[self._next % n]
-            self._next = (self._next + 1) % n
-            if inst not in avoid:
-                return inst
-        return ring[self._next % n]
+        start = self._next
+        self._next = (start + 1) % n
+        inst = ring[start]
+        if not avoid or inst not in avoid:
+            return inst
+        for step in range(1, n):
+            other = ring[(start + step) % n]
+            if other not in avoid:
+                return other
+        return inst

@@ -1,0 +1,70 @@
+"""Source hashing as IPVS `sh` does it: 256 buckets, the instances laid out in turn, each
+repeated `weight` times, and a key's hash picks the bucket.
+
+Not consistent: when an instance leaves, most buckets change owner (use consistent-hash or
+maglev when that matters). Two deliberate differences from IPVS: weights are reduced by their
+gcd, and scaled down when they add up to more than 256, so every instance keeps at least one
+bucket (IPVS drops the ones that do not fit). Instances are laid out in address order so every
+process agrees. Without a key the pick is round-robin; `avoid` walks on to the next buckets, like
+IPVS's `sh-fallback`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from math import gcd
+
+from tidegate.balancing.hashing import key_hash
+from tidegate.balancing.instance import Instance
+from tidegate.balancing.scheduler import register
+from tidegate.balancing.schedulers.round_robin import RoundRobin
+
+BUCKETS = 256
+
+
+def bucket_owners(weights: Sequence[int], buckets: int = BUCKETS) -> list[int]:
+    """For each bucket, the index of its instance."""
+    g = 0
+    for w in weights:
+        g = gcd(g, w)
+    reps = [w // g for w in weights]
+    if sum(reps) > buckets:
+        scale = buckets / sum(reps)
+        reps = [max(1, int(r * scale)) for r in reps]
+    layout = [i for i, r in enumerate(reps) for _ in range(r)]
+    return [layout[b % len(layout)] for b in range(buckets)]
+
+
+@register("source-hash")
+@register("sh")
+class SourceHash:
+    def __init__(self) -> None:
+        self._signature: tuple[tuple[Instance, int], ...] = ()
+        self._table: list[Instance] = []
+        self._fallback = RoundRobin()
+
+    def update(self, instances: Sequence[Instance]) -> None:
+        self._fallback.update(instances)
+        ordered = sorted(instances, key=lambda i: i.address)
+        signature = tuple((i, i.weight) for i in ordered)
+        if signature == self._signature:
+            return
+        self._signature = signature
+        if not ordered:
+            self._table = []
+            return
+        self._table = [ordered[o] for o in bucket_owners([i.weight for i in ordered])]
+
+    def pick(self, key: bytes | None = None, avoid: Collection[Instance] = ()) -> Instance | None:
+        table = self._table
+        if key is None or not table:
+            return self._fallback.pick(key, avoid)
+        b = key_hash(key) & (BUCKETS - 1)
+        inst = table[b]
+        if not avoid or inst not in avoid:
+            return inst
+        for step in range(1, BUCKETS):
+            other = table[(b + step) & (BUCKETS - 1)]
+            if other not in avoid:
+                return other
+        return inst
