@@ -110,3 +110,15 @@ def test_state_and_weight_changes_apply_to_the_next_pick(name: str) -> None:
     assert {pool.pick(key(i)) for i in range(200)} == {c}
     pool.set_state(c, State.MAINT, cause="test")
     assert pool.pick(b"k") is None
+
+
+@pytest.mark.parametrize("name", ["round-robin", "weighted-round-robin"])
+def test_the_turn_passes_to_the_next_instance_when_one_leaves(name: str) -> None:
+    # The gateway's retry after a drain signal: the instance that answered leaves the rotation;
+    # the retry must go to the instance after it, not skip one.
+    pool = make_pool(name, [1, 1, 1, 1])
+    a, b, c, _d = pool
+    assert pool.pick() is a
+    pool.set_state(a, State.DRAINING, cause="drain signal")
+    assert pool.pick(avoid={a}) is b
+    assert pool.pick() is c

@@ -16,10 +16,12 @@ class RoundRobin:
         self._next = 0
 
     def update(self, instances: Sequence[Instance]) -> None:
+        # The turn stays with the instance that had it: rebuilding on every state or ramp
+        # change must not send the next pick back to the first instance, nor skip the one after
+        # an instance that just left (the retry after a drain signal goes there).
+        coming = self._ring[self._next] if self._ring else None
         self._ring = list(instances)
-        # Keep the cursor: rebuilding on every state or ramp change must not send the next
-        # pick to the first instance each time.
-        self._next = self._next % len(self._ring) if self._ring else 0
+        self._next = next_position(self._ring, coming, self._next)
 
     def pick(self, key: bytes | None = None, avoid: Collection[Instance] = ()) -> Instance | None:
         ring = self._ring
@@ -36,3 +38,16 @@ class RoundRobin:
             if other not in avoid:
                 return other
         return inst
+
+
+def next_position(ring: Sequence[Instance], coming: Instance | None, old: int) -> int:
+    """Where a rebuilt ring resumes: at `coming`'s first place at or after `old`, else at `old`."""
+    n = len(ring)
+    if n == 0:
+        return 0
+    old %= n
+    if coming is not None:
+        for step in range(n):
+            if ring[(old + step) % n] is coming:
+                return (old + step) % n
+    return old

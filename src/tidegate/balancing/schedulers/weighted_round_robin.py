@@ -19,6 +19,7 @@ from math import gcd
 
 from tidegate.balancing.instance import Instance
 from tidegate.balancing.scheduler import register
+from tidegate.balancing.schedulers.round_robin import next_position
 
 # Sub-unit resolution of a ramping instance's weight.
 RAMP_STEPS = 32
@@ -70,6 +71,7 @@ class SmoothWeightedRoundRobin:
         return bool(self._seq)
 
     def update(self, instances: Sequence[Instance]) -> None:
+        coming = self._seq[self._next] if self._seq else None
         self._instances = list(instances)
         self._weights = [i.effective_weight for i in instances]
         self._current = [0.0] * len(instances)
@@ -80,9 +82,9 @@ class SmoothWeightedRoundRobin:
         ints = _integer_weights(instances)
         if len(ints) * sum(ints) <= PRECOMPUTE_BUDGET:
             self._seq = [instances[i] for i in smooth_sequence(ints)]
-            # Keep the offset into the period: frequent rebuilds (ramps) must not send every
-            # first pick to the heaviest instance.
-            self._next %= len(self._seq)
+            # Resume near the same offset, with the instance whose turn it was: frequent
+            # rebuilds (ramps) must not send every first pick to the heaviest instance.
+            self._next = next_position(self._seq, coming, self._next)
 
     def pick(self, key: bytes | None = None, avoid: Collection[Instance] = ()) -> Instance | None:
         seq = self._seq
