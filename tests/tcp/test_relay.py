@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 
 import pytest
 
 from tidegate.balancing import Instance, State
+from tidegate.balancing.scheduler import scheduler_names
+from tidegate.config import parse_config
 
 
 async def test_relays_both_ways_and_counts(proxy, named_echo, client) -> None:
@@ -291,3 +294,58 @@ async def test_stop_cuts_what_outlives_the_grace(proxy, named_echo, client) -> N
     await asyncio.wait_for(svc.stop(0.2), 5)
     assert await c.to_end() == b""
     assert not svc.connections
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback")
+async def test_ipv6_listener_and_instance(harness, client) -> None:
+    got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def first_line(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        got.set_result(await reader.readline())
+        writer.write(b"hi over v6")
+        writer.close()
+
+    server = await asyncio.start_server(first_line, "::1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        text = harness.config_text([f"[::1]:{port}"], proxy_protocol="v1").replace(
+            '"127.0.0.1:0"', '"[::1]:0"'
+        )
+        _, (svc,) = await harness.start(parse_config(text))
+        assert svc.address.startswith("[::1]:")
+        c = await client(svc.address)
+        c.writer.write(b"x\n")
+        assert await c.to_end() == b"hi over v6"
+        client_port = c.writer.get_extra_info("sockname")[1]
+        listen_port = svc.address.rpartition(":")[2]
+        assert await got == f"PROXY TCP6 ::1 ::1 {client_port} {listen_port}\r\n".encode()
+
+
+@pytest.mark.parametrize("scheduler", ["source-hash", "maglev", "consistent-hash"])
+async def test_hashing_schedulers_give_each_client_address_its_instance(
+    scheduler: str, harness, named_echo
+) -> None:
+    if scheduler not in scheduler_names():
+        pytest.skip(f"{scheduler} is not built yet")
+    echoes = [await named_echo(n) for n in "abc"]
+    text = harness.config_text([e.address for e in echoes], scheduler=scheduler)
+    _, (svc,) = await harness.start(parse_config(text))
+    host, _, port = svc.address.rpartition(":")
+    seen: dict[str, set[str]] = {}
+    for last in range(2, 18):  # 16 client addresses on the loopback network
+        source = f"127.0.0.{last}"
+        for _ in range(3):
+            r, w = await asyncio.wait_for(asyncio.open_connection(host, int(port), local_addr=(source, 0)), 5)
+            seen.setdefault(source, set()).add((await asyncio.wait_for(r.readline(), 5)).decode().strip())
+            w.close()
+    assert all(len(names) == 1 for names in seen.values()), seen  # affinity: one instance each
+    assert len(set().union(*seen.values())) >= 2  # and the addresses spread over the pool

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import signal
 import socket
 import subprocess
 import threading
@@ -203,3 +204,30 @@ def test_drain_through_the_admin_api(start_tidegate, echoes) -> None:
             f'tidegate_tcp_instance_drain_cut_connections_total{{instance="{a.address}",listener="tcp",pool="p"}} 1.0'
             in metrics
         )
+
+
+def test_sigterm_closes_the_listener_and_lets_open_connections_finish(start_tidegate, echoes) -> None:
+    a = echoes("a")
+    proc = start_tidegate(tcp_config([a.address]), "--grace", "20")
+    tcp = proc.address("tcp")
+    name, sock = open_named(tcp)
+    with sock:
+        assert name == "a"
+        proc.signal(signal.SIGTERM)
+        # The listener goes first: a new connection is refused, the open one still relays.
+        wait_refused(tcp)
+        assert echo_once(sock, b"after SIGTERM") == b"after SIGTERM"
+        assert proc.popen.poll() is None
+    proc.popen.wait(10)
+    assert proc.popen.returncode == 0
+
+
+def wait_refused(address: tuple[str, int], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(address, timeout=1).close()
+        except ConnectionRefusedError:
+            return
+        time.sleep(0.02)  # waiting for a port to close: there is no other signal
+    raise AssertionError(f"{address} still accepts connections")
