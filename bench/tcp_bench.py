@@ -20,12 +20,10 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,28 +31,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from tidegate.bench.kit import NGINX_MODULES, cpu_seconds, free_port, wait_port
 from tidegate.testing.process import Proc, tidegate
-
-NGINX_MODULES = Path("/usr/lib/nginx/modules")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: Proc | None = None, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if proc is not None and proc.popen.poll() is not None:
-                sys.exit(f"{proc.argv[0]} exited:\n{proc.output()}")
-            time.sleep(0.05)
-    sys.exit(f"nothing listens on port {port} after {timeout}s")
 
 
 # --- the instance and the three proxies -------------------------------------------------------
@@ -186,19 +164,6 @@ class Results:
     bulk: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User+system CPU of a process and its children (nginx's worker), from /proc."""
-    total = 0.0
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    for p in pids:
-        fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
 
 
 def main() -> int:

@@ -1,0 +1,299 @@
+"""tidegate's HTTP gateway beside nginx and HAProxy as reverse proxies, in one run on one machine.
+
+Requests/s and latency: wrk (one thread, keep-alive, 50 connections) on a short fixed body, the
+systems measured in turn — direct, tidegate, nginx, HAProxy, direct, tidegate, … — for several
+rounds, so drift on a shared machine (other tenants, CPU frequency) spreads over all of them;
+the table shows each system's median and the spread of its rounds. Transfers: one 100 MB
+download and one 100 MB upload through each proxy (curl, one stream), alternating the same way,
+with the proxy's peak RSS (VmHWM, reset before each transfer) during it.
+
+With two or more CPUs the proxies run pinned to CPU 0 and wrk, curl and the backend instances to
+the others, the same for every system, so a proxy never competes with its own load for a core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from tidegate.bench import http_systems as systems
+from tidegate.bench.http_systems import System
+from tidegate.bench.kit import (
+    cpu_seconds,
+    load_average,
+    machine,
+    median_spread,
+    missing_tools,
+    peak_rss,
+    pinned,
+    reset_peak_rss,
+    wrk,
+)
+
+TOOLS = ("wrk", "nginx", "haproxy", "curl", "taskset")
+PROXIES = ("tidegate", "nginx", "haproxy")
+
+
+@dataclass
+class Figures:
+    rps: list[float] = field(default_factory=list)
+    p50: list[float] = field(default_factory=list)
+    p99: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # the proxy's CPU use (1.0 = one core)
+    down: list[float] = field(default_factory=list)  # bytes/s
+    up: list[float] = field(default_factory=list)
+    rss_down: list[int] = field(default_factory=list)
+    rss_up: list[int] = field(default_factory=list)
+    problems: set[str] = field(default_factory=set)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rounds", type=int, default=5, help="alternating rounds of wrk (default 5)")
+    p.add_argument("--seconds", type=float, default=5, help="seconds per wrk run (default 5)")
+    p.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
+    p.add_argument("--transfer-mb", type=int, default=100, help="upload/download size, MB (default 100)")
+    p.add_argument("--transfer-rounds", type=int, default=3, help="rounds of transfers (default 3)")
+    p.add_argument("--workers", type=int, default=1, help="tidegate's [[http]] workers (default 1)")
+    p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run every process of the benchmark at this niceness (-10 on a shared machine, as root)",
+    )
+    p.add_argument("--skip-transfers", action="store_true", help="requests/s only")
+    p.add_argument("--only", choices=PROXIES, action="append", help="measure only these proxies")
+    p.add_argument("--markdown", action="store_true", help="also print the tables as Markdown")
+
+
+def cpu_plan(no_pin: bool) -> tuple[str | None, str | None, str]:
+    """(proxy CPUs, load CPUs, a sentence saying so)."""
+    n = os.cpu_count() or 1
+    if no_pin or n < 2:
+        return None, None, "not pinned: every process shares all CPUs"
+    load = "1" if n == 2 else f"1-{n - 1}"
+    return "0", load, f"proxy pinned to CPU 0; wrk, curl and the two backends to CPU {load}"
+
+
+def run(args: argparse.Namespace) -> int:
+    missing = missing_tools(TOOLS)
+    if missing:
+        print(f"tidegate bench needs {', '.join(missing)} (bench/bootstrap installs them)", file=sys.stderr)
+        return 2
+    proxy_cpus, load_cpus, pin_note = cpu_plan(args.no_pin)
+    wanted = args.only or list(PROXIES)
+    if args.nice:
+        os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # inherited by everything started below
+        pin_note += f"; all at nice {args.nice}"
+    console = Console()
+    console.print(f"machine: {machine()}; load average before: {load_average()}")
+    console.print(pin_note)
+    figures: dict[str, Figures] = {}
+    with tempfile.TemporaryDirectory(prefix="tidegate-bench-http-") as tmp:
+        work = Path(tmp)
+        work.chmod(0o755)
+        size = args.transfer_mb * 1_000_000
+        www = work / "www"
+        www.mkdir()
+        if not args.skip_transfers:
+            _write_file(www / "big", size)
+            _write_file(work / "upload", size)
+        started: list[System] = []
+        try:
+            backends = [systems.start_backend(work, f"backend{i}", load_cpus) for i in (1, 2)]
+            started += backends
+            ports = [b.port for b in backends]
+            starters: dict[str, Callable[[], System]] = {
+                "tidegate": lambda: systems.start_tidegate(work, ports, proxy_cpus, args.workers),
+                "nginx": lambda: systems.start_nginx(work, ports, proxy_cpus),
+                "haproxy": lambda: systems.start_haproxy(work, ports, proxy_cpus),
+            }
+            targets = [System("direct", None, ports[0])]
+            for name in PROXIES:
+                if name in wanted:
+                    s = starters[name]()
+                    started.append(s)
+                    targets.append(s)
+            figures = {s.name: Figures() for s in targets}
+            for s in targets:  # warm up: connections, caches, the gateway's idle pool
+                wrk(f"http://127.0.0.1:{s.port}/", args.connections, 1, load_cpus)
+            for r in range(args.rounds):
+                for s in targets:
+                    _requests(s, args, load_cpus, figures[s.name])
+                    f = figures[s.name]
+                    console.print(
+                        f"round {r + 1} {s.name:9s} {f.rps[-1]:9,.0f} req/s  p50 {f.p50[-1] * 1e3:6.2f} ms"
+                        f"  p99 {f.p99[-1] * 1e3:6.2f} ms"
+                        + (f"  proxy CPU {f.cpu[-1] * 100:3.0f}%" if s.proc is not None else "")
+                    )
+            if not args.skip_transfers:
+                for r in range(args.transfer_rounds):
+                    for s in targets:
+                        _transfers(s, work, load_cpus, figures[s.name])
+                        f = figures[s.name]
+                        console.print(
+                            f"transfer round {r + 1} {s.name:9s} down {f.down[-1] / 1e6:7.0f} MB/s"
+                            f"  up {f.up[-1] / 1e6:7.0f} MB/s"
+                            + (
+                                f"  peak RSS {f.rss_down[-1] / 2**20:.0f} / {f.rss_up[-1] / 2**20:.0f} MiB"
+                                if s.proc is not None
+                                else ""
+                            )
+                        )
+        finally:
+            for s in reversed(started):
+                if s.proc is not None:
+                    s.proc.stop()
+    console.print(f"load average after: {load_average()}")
+    tables = _tables(args, figures, pin_note)
+    for t in tables:
+        console.print(t)
+    if args.markdown:
+        for t in tables:
+            print(_markdown(t))
+    return 0
+
+
+def _write_file(path: Path, size: int) -> None:
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            f.write(block[: min(left, len(block))])
+            left -= len(block)
+
+
+def _requests(s: System, args: argparse.Namespace, load_cpus: str | None, f: Figures) -> None:
+    pid = s.pid
+    cpu0 = cpu_seconds(pid) if pid else 0.0
+    res = wrk(f"http://127.0.0.1:{s.port}/", args.connections, args.seconds, load_cpus)
+    cpu1 = cpu_seconds(pid) if pid else 0.0
+    f.rps.append(res.rps)
+    f.p50.append(res.p50)
+    f.p99.append(res.p99)
+    f.cpu.append((cpu1 - cpu0) / max(1, round(args.seconds)))
+    if res.problems:
+        f.problems.add(res.problems)
+
+
+def _curl(argv: list[str], load_cpus: str | None) -> tuple[float, str]:
+    out = subprocess.run(
+        pinned(["curl", "-sS", "-o", "/dev/null", "--max-time", "120", *argv], load_cpus),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    speed, _, code = out.stdout.strip().partition(" ")
+    if out.returncode != 0 or code != "200":
+        return 0.0, f"curl: exit {out.returncode}, status {code or '-'} {out.stderr.strip()}"
+    return float(speed), ""
+
+
+def _transfers(s: System, work: Path, load_cpus: str | None, f: Figures) -> None:
+    base = f"http://127.0.0.1:{s.port}"
+    pid = s.pid
+    for direction in ("down", "up"):
+        if pid:
+            reset_peak_rss(pid)
+        if direction == "down":
+            speed, problem = _curl(["-w", "%{speed_download} %{http_code}", f"{base}/big"], load_cpus)
+        else:
+            argv = [
+                "-X",
+                "POST",
+                "-H",
+                "Expect:",
+                "-T",
+                str(work / "upload"),
+                "-w",
+                "%{speed_upload} %{http_code}",
+            ]
+            speed, problem = _curl([*argv, f"{base}/upload"], load_cpus)
+        getattr(f, direction).append(speed)
+        getattr(f, f"rss_{direction}").append(peak_rss(pid) if pid else 0)
+        if problem:
+            f.problems.add(problem)
+
+
+def _ratio(a: list[float], b: list[float]) -> str:
+    """Median of the per-round ratios a/b (rounds are adjacent in time), with their range."""
+    rs = sorted(x / y for x, y in zip(a, b, strict=True) if y)
+    if not rs:
+        return "-"
+    med, _ = median_spread(rs)
+    return f"{med:.2f} ({rs[0]:.2f} to {rs[-1]:.2f})"
+
+
+def _tables(args: argparse.Namespace, figs: dict[str, Figures], pin_note: str) -> list[Table]:
+    out: list[Table] = []
+    t = Table(
+        title=f"HTTP requests/s, wrk -t1 -c{args.connections} keep-alive, {args.rounds} alternating "
+        f"rounds of {args.seconds:g}s (median; spread = (max-min)/median)",
+        caption=f"{machine()}; {pin_note}; tidegate workers = {args.workers}",
+    )
+    cols = ("system", "requests/s", "spread", "p50 ms", "p99 ms", "proxy CPU", "req/CPU-s", "problems")
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("system", "problems") else "right")
+    for name, f in figs.items():
+        rps, spread = median_spread(f.rps)
+        t.add_row(
+            name + (" (ceiling)" if name == "direct" else ""),
+            f"{rps:,.0f}",
+            f"{spread * 100:.0f}%",
+            f"{median_spread(f.p50)[0] * 1e3:.2f}",
+            f"{median_spread(f.p99)[0] * 1e3:.2f}",
+            f"{median_spread(f.cpu)[0] * 100:.0f}%" if name != "direct" else "",
+            f"{median_spread([r / c for r, c in zip(f.rps, f.cpu, strict=True) if c])[0]:,.0f}"
+            if name != "direct"
+            else "",
+            "; ".join(sorted(f.problems)) or "none",
+        )
+    out.append(t)
+    tg = figs.get("tidegate")
+    if tg is not None:
+        r = Table(title="tidegate ÷ other, per round (median, range)")
+        for col in ("other", "requests/s", "p99 latency"):
+            r.add_column(col, justify="left" if col == "other" else "right")
+        for name in ("nginx", "haproxy"):
+            if name in figs:
+                o = figs[name]
+                r.add_row(name, _ratio(tg.rps, o.rps), _ratio(tg.p99, o.p99))
+        out.append(r)
+    if not args.skip_transfers:
+        x = Table(
+            title=f"{args.transfer_mb} MB through each, one curl stream, {args.transfer_rounds} "
+            "alternating rounds (median)",
+            caption="peak RSS: the proxy process's VmHWM during the transfer (nginx: its worker)",
+        )
+        for col in ("system", "download MB/s", "upload MB/s", "peak RSS down", "peak RSS up"):
+            x.add_column(col, justify="left" if col == "system" else "right")
+        for name, f in figs.items():
+            x.add_row(
+                name,
+                f"{median_spread(f.down)[0] / 1e6:,.0f}",
+                f"{median_spread(f.up)[0] / 1e6:,.0f}",
+                f"{max(f.rss_down) / 2**20:.0f} MiB" if name != "direct" else "",
+                f"{max(f.rss_up) / 2**20:.0f} MiB" if name != "direct" else "",
+            )
+        out.append(x)
+    return out
+
+
+def _markdown(t: Table) -> str:
+    cols = t.columns
+    lines = [f"{t.title}", "", "| " + " | ".join(str(c.header) for c in cols) + " |"]
+    lines.append("| " + " | ".join("---" for _ in cols) + " |")
+    for i in range(t.row_count):
+        lines.append("| " + " | ".join(str(list(c.cells)[i]) for c in cols) + " |")
+    if t.caption:
+        lines += ["", str(t.caption)]
+    return "\n".join(lines) + "\n"
