@@ -301,3 +301,38 @@ async def test_follows_reloads(backends, running) -> None:
     assert change.cause == "health checks off"
     assert svc.describe_pool("two") is None
     assert rt.pools["one"].on_result is not None
+
+
+async def test_checks_passing_again_end_an_ejection_but_passing_all_along_do_not(backends, running) -> None:
+    a, b, c = await backends.new(), await backends.new(), await backends.new()
+    cfg = config(
+        [
+            {
+                "name": "web",
+                "instances": [{"address": x.address} for x in (a, b, c)],
+                "health": {"type": "tcp", "interval": INTERVAL, "rise": 1, "fall": 1},
+                "outlier": {"consecutive_failures": 2, "ejection": 30, "max_ejected_percent": 100},
+            }
+        ]
+    )
+    rt, svc = await running(cfg)
+    pool = rt.pools["web"]
+    w = Watcher(pool)
+    ia, ib = pool.get(a.address), pool.get(b.address)
+    # b: ejected while its checks keep passing: it stays out for its period
+    pool.report(ib, False)
+    pool.report(ib, False)
+    assert ib.state is State.DOWN
+    # a: dies (ejected by the failures, then its checks fail), comes back: readmitted by the checks
+    t0 = time.monotonic()
+    await a.stop()
+    pool.report(ia, False)
+    pool.report(ia, False)
+    assert ia.state is State.DOWN
+    await svc.wait_rounds("web", 2)
+    assert svc.is_healthy("web", ia) is False
+    await a.start()
+    _, change = await w.state(a.address, State.UP, t0)
+    assert change.cause == "health: tcp connect ok"
+    await svc.wait_rounds("web", 2)
+    assert ib.state is State.DOWN and svc.describe_pool("web")["instances"][b.address]["ejected_for"] > 25

@@ -10,7 +10,9 @@ An instance is held `down` while its active checks say unhealthy or the outlier 
 ejected it, and leaves `down` (through `slow-start` when the pool has a slow-start period) once
 neither holds. States set by an operator (`draining`, `maint`, causes starting "operator") are
 left alone; an operator's `enable` ends an ejection early, but the next failed check takes the
-instance down again.
+instance down again. Active checks that pass again after failing (`rise` passes: the instance
+was dead and is back) end an ejection too; an ejection while the checks never stopped passing
+(the app fails real requests, not its health endpoint) runs its full period.
 """
 
 from __future__ import annotations
@@ -242,6 +244,10 @@ class HealthService:
                     continue  # removed while we probed
                 w.last[inst] = res
                 flipped = w.check_of(inst).observe(res.ok)
+                if flipped:
+                    # Seen dead, now back (a restart): an ejection from the same death is moot
+                    # (Envoy's successful_active_health_check_uneject_host, for a rise).
+                    w.detector.pardon(inst, self._now())
                 if flipped is not None:
                     log.info(
                         "pool %s instance %s: health check %s (%s)",
