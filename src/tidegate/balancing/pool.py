@@ -33,7 +33,8 @@ Listener = Callable[[StateChange], None]
 
 
 class Pool:
-    """Owns its instances; every change of membership, state or weight rebuilds the scheduler.
+    """Owns its instances; any change of membership, state, weight or ramp rebuilds the
+    scheduler (once, at the next pick, however many changes came in between).
 
     Data planes call `pick`; health checks, the admin API and the gateway's drain-signal handling
     call `apply` (an event, through the transition table) or `set_state` (a state, directly),

@@ -4,7 +4,7 @@ repeated `weight` times, and a key's hash picks the bucket.
 Not consistent: when an instance leaves, most buckets change owner (use consistent-hash or
 maglev when that matters). Two deliberate differences from IPVS: weights are reduced by their
 gcd, and scaled down when they add up to more than 256, so every instance keeps at least one
-bucket (IPVS drops the ones that do not fit). Instances are laid out in address order so every
+bucket (IPVS drops the ones that do not fit; beyond 256 instances some must go without). Instances are laid out in address order so every
 process agrees. Without a key the pick is round-robin; `avoid` walks on to the next buckets, like
 IPVS's `sh-fallback`.
 """
