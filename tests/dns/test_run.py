@@ -3,9 +3,11 @@ answers within fall x interval, and SIGHUP reloads the zone (new record, serial 
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 
 import dns.message
@@ -100,3 +102,32 @@ def test_sighup_reloads_the_zone(start_tidegate: Callable[..., Proc], listeners:
     assert len(_ips(_answer(host, port, "api.example.test."))) == 2
     soa = dns.query.udp(dns.message.make_query("example.test.", "SOA"), host, port=port, timeout=5)
     assert soa.answer[0][0].serial == serial + 1
+
+
+def test_admin_drain_and_api_pools(
+    start_tidegate: Callable[..., Proc], listeners: list[socket.socket]
+) -> None:
+    admin = '[admin]\nlisten = "127.0.0.1:0"\n'
+    proc = start_tidegate(admin + _config(listeners))
+    host, port = proc.address("dns")
+    ahost, aport = proc.address("admin")
+    base = f"http://{ahost}:{aport}"
+    address = "{}:{}".format(*listeners[0].getsockname())
+    assert "127.0.0.2" in _ips(_answer(host, port))
+    req = urllib.request.Request(f"{base}/api/pools/web/instances/{address}/drain", method="POST", data=b"")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+    # Drained: out of the very next answer.
+    assert _ips(_answer(host, port)) == {"127.0.0.3", "127.0.0.4"}
+    with urllib.request.urlopen(f"{base}/api/pools", timeout=10) as resp:
+        pools = json.load(resp)
+    pools = pools["pools"] if isinstance(pools, dict) else pools
+    (web,) = [p for p in pools if p["name"] == "web"]
+    facts = web["dns"]
+    assert facts["max_ttl"] == 5 and facts["zone"] == "example.test."
+    # The admin API hands each instance its own part: pools[i]["instances"][j]["dns"].
+    (mine,) = [i["dns"] for i in web["instances"] if i["address"] == address]
+    assert mine["in_answers"] is False and mine["ip"] == "127.0.0.2"
+    assert mine["answered"] >= 1 and mine["last_answered_s_ago"] is not None
+    assert sorted(facts["in_answers"]) == ["127.0.0.3", "127.0.0.4"]
+    assert facts["records"]["www.example.test."]["queries"] == 2
