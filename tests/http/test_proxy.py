@@ -185,3 +185,20 @@ def test_routes_by_host_and_path_prefix(backends, gateway) -> None:
     assert get(gw, "/x", headers={"Host": "API.example.test"})[2] == b"b"
     assert get(gw, "/admin/users", headers={"Host": "www.example.test"})[2] == b"c"
     assert get(gw, "/x", headers={"Host": "www.example.test"})[2] == b"a"
+
+
+def test_a_slow_reader_then_a_reused_connection(backends, gateway) -> None:
+    (b,) = backends("a")
+    gw = gateway(config([b.address], limits={"upstream_response_timeout": "2s"}))
+    size = 4 * 1024 * 1024
+    with socket.create_connection((gw.host, gw.port), timeout=10) as s:
+        # a small receive window: the gateway pauses and resumes the instance many times
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.sendall(b"GET /bytes/%d HTTP/1.1\r\nHost: t\r\n\r\n" % size)
+        r = ResponseReader(s).read()
+        assert r.status == 200 and len(r.body) == size
+    # the one pooled connection is reused now: it must be reading
+    status, _, body = get(gw, "/bytes/3")
+    assert status == 200 and body == b"xxx"
+    figures = gw.counters()[b.address]
+    assert figures.failures == 0 and figures.completed == 2

@@ -173,7 +173,7 @@ class ClientConnection(asyncio.Protocol):
         if self.queue:
             conn = self.queue[0].conn
             if conn is not None:
-                conn.transport.pause_reading()
+                conn.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -183,7 +183,7 @@ class ClientConnection(asyncio.Protocol):
         if self.queue:
             conn = self.queue[0].conn
             if conn is not None:
-                conn.transport.resume_reading()
+                conn.resume_reading()
 
     # --- httptools callbacks ----------------------------------------------------------------
     def on_message_begin(self) -> None:

@@ -444,7 +444,7 @@ class Exchange:
         self.status = status
         conn.client_tr = client.transport
         if client.write_paused:
-            conn.transport.pause_reading()
+            conn.pause_reading()
 
     def response_done(self, conn: UpstreamConnection, reusable: bool) -> None:
         self.conn = None

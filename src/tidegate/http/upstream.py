@@ -67,6 +67,7 @@ class UpstreamConnection(asyncio.Protocol):
         "lines",
         "out_bytes",
         "parser",
+        "read_paused",
         "reason",
         "reused",
         "status",
@@ -88,6 +89,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.got_bytes = False
         self.write_paused = False
+        self.read_paused = False  # paused for a slow client (tracked: never pooled paused)
         self.drain_waiter: asyncio.Future[None] | None = None
         self.idle_since = 0.0
         self.tunnel: asyncio.Transport | None = None
@@ -127,6 +129,16 @@ class UpstreamConnection(asyncio.Protocol):
         self.committed = False
         if not self.closed:
             self.transport.close()
+
+    def pause_reading(self) -> None:
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
 
     async def drained(self) -> None:
         if not self.write_paused or self.closed:
@@ -405,6 +417,9 @@ class Upstreams:
         if self.stopping or len(conns) >= MAX_IDLE_PER_INSTANCE:
             conn.transport.close()
             return
+        # The last piece of the response may have paused it for a slow client; idle, it must
+        # read again (to see the instance close it, and the next response).
+        conn.resume_reading()
         conn.idle_since = self.loop.time()
         conns.append(conn)
 

@@ -193,7 +193,9 @@ class Backend:
         """Block until `count` requests for `path` have arrived (they may still be in progress)."""
         with self._arrived:
             if not self._arrived.wait_for(lambda: self.paths.count(path) >= count, timeout):
-                raise AssertionError(f"backend {self.name}: not {count} requests for {path} within {timeout}s")
+                raise AssertionError(
+                    f"backend {self.name}: not {count} requests for {path} within {timeout}s"
+                )
 
     def stop(self) -> None:
         self._server.should_exit = True
