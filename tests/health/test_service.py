@@ -14,6 +14,7 @@ import pytest
 
 from tidegate.balancing.pool import Pool, StateChange
 from tidegate.balancing.state import State
+from tidegate.balancing.transitions import Event
 from tidegate.config.model import Config
 from tidegate.control.runtime import Runtime
 from tidegate.health.service import HealthService
@@ -124,7 +125,7 @@ async def test_killed_goes_down_within_fall_and_returns_through_slow_start_after
         ramps.append(inst.ramp)
         await asyncio.sleep(0.05)  # sampling the ramp while it moves, not synchronising
     t_up, change = await w.state(a.address, State.UP, t_ss)
-    assert change.cause.startswith("slow-start done")
+    assert change.cause.startswith("slow start done")
     assert slow - 0.01 <= t_up - t_ss <= slow + 0.3
     assert ramps == sorted(ramps) and ramps[-1] > ramps[0]
     assert inst.ramp == 1.0 and inst.effective_weight == inst.weight
@@ -205,7 +206,7 @@ async def test_passive_ejection_grows_and_ends(backends, running) -> None:
         t_out, change = w.changes[-1]
         assert change.cause.startswith("ejected: 3 consecutive failures")
         t_in, change = await w.state(a.address, State.UP, t_out)
-        assert change.cause == "readmitted after ejection"
+        assert change.cause == "ejection over"
         lengths.append(t_in - t_out)
     # ejection x n, capped at max_ejection: 0.2, 0.4, 0.5 (each plus up to a tick)
     for got, want in zip(lengths, (0.2, 0.4, 0.5), strict=True):
@@ -234,32 +235,38 @@ async def test_operator_states_are_left_alone_and_enable_wins_over_an_ejection(b
     pool = rt.pools["web"]
     w = Watcher(pool)
     ia, ib = pool.get(a.address), pool.get(b.address)
-    pool.set_state(ia, State.MAINT, "operator: maint")
-    pool.set_state(ib, State.DRAINING, "operator: drain")
+    pool.apply(ia, Event.OPERATOR_MAINT, "operator: maint")
+    pool.apply(ib, Event.OPERATOR_DRAIN, "operator: drain")
     t0 = time.monotonic()
     await a.stop()
     await b.stop()
     await svc.wait_rounds("web", 2)  # the first may have started before the kill
-    assert svc.describe_pool("web")["instances"][a.address]["healthy"] is False
-    assert svc.describe_pool("web")["instances"][b.address]["healthy"] is False
+    assert svc.is_healthy("web", ia) is False and svc.is_healthy("web", ib) is False
     assert ia.state is State.MAINT and ib.state is State.DRAINING
     # an operator enabling a dead instance: the next failed check takes it down again
-    pool.set_state(ia, State.UP, "operator: enable")
+    pool.apply(ia, Event.OPERATOR_ENABLE, "operator: enable")
+    assert ia.state is State.UP
     _, change = await w.state(a.address, State.DOWN, t0)
     assert change.cause.startswith("health: ")
-    # draining because the instance said so (drain signal) is not the operator's: dead → down
-    pool.set_state(ib, State.UP, "operator: enable")
-    pool.set_state(ib, State.DRAINING, "drain-signal")
+    # draining because the instance said so (drain signal) is not the operator's: dead -> down
+    pool.apply(ib, Event.OPERATOR_ENABLE, "operator: enable")
+    pool.apply(ib, Event.DRAIN_SIGNAL, "drain signal")
+    assert ib.state is State.DRAINING
     await w.state(b.address, State.DOWN, t0)
-    # ejected, then enabled by an operator: the ejection ends at once
+    # both back: readmitted by their checks
+    t_back = time.monotonic()
     await a.start()
     await b.start()
-    await w.state(a.address, State.UP, t0)
-    await w.state(b.address, State.UP, t0)
+    await w.state(a.address, State.UP, t_back)
+    await w.state(b.address, State.UP, t_back)
+    # ejected; `enable` does not lift down, but maint then enable does, and ends the ejection
     pool.report(ia, False)
     pool.report(ia, False)
-    assert ia.state is State.DOWN
-    pool.set_state(ia, State.UP, "operator: enable")
+    assert ia.state is State.DOWN and svc.describe_pool("web")["instances"][a.address]["ejected_for"] > 25
+    assert pool.apply(ia, Event.OPERATOR_ENABLE, "operator: enable") is None
+    pool.apply(ia, Event.OPERATOR_MAINT, "operator: maint")
+    pool.apply(ia, Event.OPERATOR_ENABLE, "operator: enable")
+    assert ia.state is State.UP
     assert svc.describe_pool("web")["instances"][a.address]["ejected_for"] is None
     t1 = time.monotonic()
     await svc.wait_rounds("web", 3)  # several check rounds pass and it stays up

@@ -1,38 +1,41 @@
+"""The event the health layer sends, checked together with the state machine it feeds: after
+the event, an instance takes work exactly when its witnesses allow it, except where the table
+gives the operator (maint, an operator's draining) or a leaving instance (draining) the say."""
+
 import itertools
 
 import pytest
 
 from tidegate.balancing.state import State
-from tidegate.health.verdict import RAMP_FLOOR, next_move, ramp_at
+from tidegate.balancing.transitions import Event, next_state
+from tidegate.health.verdict import event_for
 
-CAUSES = ("operator: drain", "drain-signal", "health: http status 500", "")
+CASES = list(itertools.product(State, (True, False), (True, False), (True, False), (True, False)))
 
 
-@pytest.mark.parametrize(
-    ("state", "cause", "healthy", "ejected", "ramps"),
-    list(itertools.product(State, CAUSES, (True, False), (True, False), (True, False))),
-)
-def test_every_case(state: State, cause: str, healthy: bool, ejected: bool, ramps: bool) -> None:
-    new = next_move(state, cause, healthy, ejected, ramps)
-    held_down = ejected or not healthy
-    if state is State.MAINT:
-        assert new is None  # only an operator leaves maint
-    elif state is State.DRAINING and cause.startswith("operator"):
-        assert new is None  # an operator's drain is the operator's
+@pytest.mark.parametrize(("state", "healthy", "ejected", "ended", "held"), CASES)
+def test_event_and_outcome(state: State, healthy: bool, ejected: bool, ended: bool, held: bool) -> None:
+    if held and state is not State.DRAINING:
+        return
+    if ended and ejected:
+        return  # an ejection that just ended is not an ejection
+    event = event_for(state, healthy, ejected, ended)
+    after = state if event is None else (next_state(state, event, True, held) or state)
+    should_serve = healthy and not ejected
+    if state is State.MAINT or (state is State.DRAINING and held):
+        assert after is state  # the operator's hold
     elif state is State.DRAINING:
-        assert new is (State.DOWN if held_down else None)
-    elif state is State.DOWN:
-        assert new is (None if held_down else State.SLOW_START if ramps else State.UP)
+        # leaving on its own: dead → down (to come back through the checks); an ejection or a
+        # healthy result leaves it draining
+        assert after is (State.DOWN if not healthy else State.DRAINING)
+    elif should_serve:
+        assert after.takes_new_work
+        if state is State.DOWN:
+            assert event is (Event.EJECTION_EXPIRED if ended else Event.HEALTH_PASSED)
+            assert after is State.SLOW_START
     else:
-        assert state.takes_new_work
-        assert new is (State.DOWN if held_down else None)
-
-
-def test_ramp_is_linear_from_a_floor_to_one() -> None:
-    assert ramp_at(0.0, 10.0) == RAMP_FLOOR
-    assert ramp_at(5.0, 10.0) == pytest.approx(0.5)
-    assert ramp_at(9.99, 10.0) < 1.0
-    assert ramp_at(10.0, 10.0) == 1.0
-    assert ramp_at(3.0, 0.0) == 1.0
-    values = [ramp_at(t / 10, 10.0) for t in range(0, 101)]
-    assert values == sorted(values)
+        assert after is State.DOWN
+        if state is not State.DOWN:
+            assert event is (Event.HEALTH_FAILED if not healthy else Event.EJECTED)
+    if state is State.DOWN and not should_serve:
+        assert event is None  # down stays down without an event

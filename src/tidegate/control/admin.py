@@ -199,15 +199,7 @@ class AdminService:
             if pending is not None:
                 pending.cancel()  # enable undoes a pending removal
                 log.info("pool %s instance %s: removal cancelled by enable", pool.name, inst.address)
-            ops.enable(pool, inst, self._health_verdict(pool, inst))
-
-    def _health_verdict(self, pool: Pool, inst: Instance) -> bool | None:
-        for svc in self.runtime.services:
-            is_healthy = getattr(svc, "is_healthy", None)
-            if svc.name == "health" and is_healthy is not None:
-                verdict: bool | None = is_healthy(pool.name, inst)
-                return verdict
-        return None
+            ops.enable(pool, inst)
 
     def remove_instance(self, pool: Pool, inst: Instance, grace: float) -> bool:
         """Drain, then remove once idle (or after `grace`); True when removed already."""
@@ -218,8 +210,7 @@ class AdminService:
                 pending.cancel()
             self._remove_now(pool, inst, "idle")
             return True
-        if inst.state is not State.DRAINING:
-            pool.set_state(inst, State.DRAINING, "operator: remove")
+        ops.drain(pool, inst, "remove")  # (a maint instance stays maint: no work either way)
         if key not in self._removals:
             self._removals[key] = asyncio.create_task(self._remove_when_idle(pool, inst, grace))
         return False

@@ -3,10 +3,11 @@
 Each call either raises ApiError (a 4xx with a message) having changed nothing, or applies its
 change at once: pools rebuild their scheduler on every change, so the next pick sees it.
 
-State changes carry causes starting with "operator", which the health layer reads as "leave
-this state alone" (an operator's drain or maint is the operator's to end). `enable` ends an
-operator state or an ejection; it puts the instance where its health checks say it belongs:
-`down` while they fail, else `slow-start` (when the pool ramps) or `up`.
+State changes are operator events of the instance-state machine (balancing/transitions.py),
+with causes starting with "operator": an operator's drain or maint holds until `enable`, which
+readmits the instance (through `slow-start` when the pool ramps; the next failed health check
+takes it down again if it is not healthy). `enable` does not lift `down`: it cannot make an
+instance healthy.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from tidegate.balancing.instance import Instance
-from tidegate.balancing.pool import Pool
-from tidegate.balancing.state import State
+from tidegate.balancing.pool import OPERATOR, Pool
+from tidegate.balancing.transitions import Event
 from tidegate.config.model import split_address
-from tidegate.health.verdict import OPERATOR
 
 MAX_WEIGHT = 1_000_000  # the config file's bound too
 
@@ -107,23 +107,16 @@ def add_instance(pool: Pool, new: NewInstance) -> Instance:
     return inst
 
 
-def drain(pool: Pool, inst: Instance) -> None:
-    pool.set_state(inst, State.DRAINING, f"{OPERATOR}: drain")
+def drain(pool: Pool, inst: Instance, why: str = "drain") -> None:
+    pool.apply(inst, Event.OPERATOR_DRAIN, f"{OPERATOR}: {why}")
 
 
 def maint(pool: Pool, inst: Instance) -> None:
-    pool.set_state(inst, State.MAINT, f"{OPERATOR}: maint")
+    pool.apply(inst, Event.OPERATOR_MAINT, f"{OPERATOR}: maint")
 
 
-def enable(pool: Pool, inst: Instance, healthy: bool | None) -> None:
-    if healthy is False:
-        pool.set_state(inst, State.DOWN, f"{OPERATOR}: enable (health checks failing)")
-    elif inst.state.takes_new_work:
-        return
-    elif pool.slow_start > 0:
-        pool.set_state(inst, State.SLOW_START, f"{OPERATOR}: enable")
-    else:
-        pool.set_state(inst, State.UP, f"{OPERATOR}: enable")
+def enable(pool: Pool, inst: Instance) -> None:
+    pool.apply(inst, Event.OPERATOR_ENABLE, f"{OPERATOR}: enable")
 
 
 def set_weight(pool: Pool, inst: Instance, doc: Mapping[str, Any]) -> None:

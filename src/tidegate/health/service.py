@@ -3,16 +3,17 @@
 One per process; the runtime makes it whenever the config has pools, and hands it every reload
 (new pools, instances and health settings apply at once; check verdicts and ejections of
 instances that stay are kept). The decisions are pure (`rise_fall.py`, `outlier.py`,
-`verdict.py`); this module runs the probes on their interval, feeds the results in, applies
-what comes out to the pools, and logs every state change of every instance with its cause.
+`verdict.py`, and the state machine in balancing/transitions.py); this module runs the probes
+on their interval, feeds the results in, applies the events that come out to the pools, and
+drives the pools' slow-start ramps (`Pool.tick`).
 
-An instance is held `down` while its active checks say unhealthy or the outlier detector has
-ejected it, and leaves `down` (through `slow-start` when the pool has a slow-start period) once
-neither holds. States set by an operator (`draining`, `maint`, causes starting "operator") are
-left alone; an operator's `enable` ends an ejection early, but the next failed check takes the
-instance down again. Active checks that pass again after failing (`rise` passes: the instance
-was dead and is back) end an ejection too; an ejection while the checks never stopped passing
-(the app fails real requests, not its health endpoint) runs its full period.
+An instance is held `down` while its active checks fail or the outlier detector has ejected it,
+and readmitted (through `slow-start` when the pool has a slow-start period) once neither holds.
+`maint` and an operator's `draining` are left alone (the state machine ignores health there). An
+operator's `enable` (from `maint` or `draining`) ends an ejection early, but the next failed
+check takes the instance down again. Active checks that pass again after failing (`rise` passes:
+the instance was dead and is back) end an ejection too; an ejection while the checks never
+stopped passing (the app fails real requests, not its health endpoint) runs its full period.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tidegate.balancing.instance import Instance
-from tidegate.balancing.pool import Pool, StateChange
-from tidegate.balancing.state import State
+from tidegate.balancing.pool import OPERATOR, Pool, StateChange
+from tidegate.balancing.transitions import Event
 from tidegate.config.model import Config, HealthConfig, PoolConfig
 from tidegate.health.outlier import OutlierDetector
 from tidegate.health.probes import ProbeResult, probe_http, probe_tcp
 from tidegate.health.rise_fall import RiseFall
-from tidegate.health.verdict import OPERATOR, next_move, ramp_at
+from tidegate.health.verdict import event_for
 
 
 class Runtime(Protocol):
@@ -78,7 +79,6 @@ class HealthService:
         self._config = config
         self._watches: dict[str, _Watch] = {}
         self._causes: dict[Instance, str] = {}  # the cause of each instance's current state
-        self._ramp_started: dict[Instance, float] = {}
         self._subscribed: set[int] = set()
         self._tick_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -207,25 +207,11 @@ class HealthService:
 
     # --- state changes, from anyone ---------------------------------------------------------
     def _on_change(self, pool: Pool, change: StateChange) -> None:
-        log.info(
-            "pool %s instance %s: %s -> %s (%s)",
-            change.pool,
-            change.address,
-            change.old.value,
-            change.new.value,
-            change.cause,
-        )
+        # (the pool logs every change with its cause; this keeps the cause for describe_pool)
         inst = pool.get(change.address)
         if inst is None:
             return
         self._causes[inst] = change.cause
-        if change.new is State.SLOW_START:
-            self._ramp_started[inst] = self._now()
-            pool.set_ramp(inst, ramp_at(0.0, pool.slow_start))
-        else:
-            self._ramp_started.pop(inst, None)
-            if inst.ramp != 1.0:
-                pool.set_ramp(inst, 1.0)
         if change.cause.startswith(OPERATOR) and change.new.takes_new_work:
             w = self._watches.get(pool.name)
             if w is not None:
@@ -288,46 +274,31 @@ class HealthService:
         for w in list(self._watches.values()):
             for inst in w.detector.expired(now):
                 if w.pool.get(inst.address) is inst:
-                    self._reconcile(w, inst, "readmitted after ejection")
-            members = list(w.pool)
-            w.detector.forget_missing(members)
-            for inst in members:
-                if inst.state is State.SLOW_START:
-                    self._ramp(w.pool, inst, now)
+                    self._reconcile(w, inst, "ejection over", ejection_ended=True)
+            w.detector.forget_missing(list(w.pool))
+            w.pool.tick(w.pool.clock())
         live = {i for w in self._watches.values() for i in w.pool}
         _prune(self._causes, live)
-        _prune(self._ramp_started, live)
-
-    def _ramp(self, pool: Pool, inst: Instance, now: float) -> None:
-        started = self._ramp_started.setdefault(inst, now)
-        ramp = ramp_at(now - started, pool.slow_start)
-        if ramp >= 1.0:
-            pool.set_state(inst, State.UP, f"slow-start done after {now - started:.1f}s")
-        elif abs(ramp - inst.ramp) >= 0.01:
-            pool.set_ramp(inst, ramp)
 
     # --- applying verdicts --------------------------------------------------------------------
-    def _reconcile(self, w: _Watch, inst: Instance, cause: str | None = None) -> None:
+    def _reconcile(
+        self, w: _Watch, inst: Instance, cause: str | None = None, *, ejection_ended: bool = False
+    ) -> None:
         rf = w.checks.get(inst) if w.checking else None
         healthy = rf is None or rf.healthy
-        ejected = w.detector.is_ejected(inst)
-        new = next_move(inst.state, self._causes.get(inst, ""), healthy, ejected, w.pool.slow_start > 0)
-        if new is None:
+        event = event_for(inst.state, healthy, w.detector.is_ejected(inst), ejection_ended)
+        if event is None:
             return
-        if cause is None:
-            cause = _cause(new, w.last.get(inst), ejected)
-        w.pool.set_state(inst, new, cause)
+        last = w.last.get(inst)
+        if event is Event.HEALTH_FAILED or (cause is None and last is not None):
+            cause = f"health: {last.detail if last is not None else 'failing'}"
+        elif cause is None:
+            cause = "ejected" if event is Event.EJECTED else "healthy"
+        w.pool.apply(inst, event, cause)
 
     def _now(self) -> float:
         loop = self._loop or asyncio.get_running_loop()
         return loop.time()
-
-
-def _cause(new: State, last: ProbeResult | None, ejected: bool) -> str:
-    detail = last.detail if last is not None else "no check yet"
-    if new is State.DOWN:
-        return "ejected" if ejected else f"health: {detail}"
-    return f"health: {detail}" if last is not None else "healthy"
 
 
 async def _probe(hc: HealthConfig, inst: Instance) -> ProbeResult:
