@@ -28,7 +28,7 @@ import logging
 from typing import TYPE_CHECKING, Final
 
 from tidegate.balancing.instance import Instance
-from tidegate.balancing.state import State
+from tidegate.balancing.transitions import Event
 from tidegate.http import responses
 from tidegate.http.attempts import GIVE_UP_STATUS, BodyError, Decision, Failure, decide
 from tidegate.http.request import Request
@@ -427,7 +427,7 @@ class Exchange:
         if failure is not None:
             d = self._decide(failure, status)
             if d.drain:
-                target.pool.set_state(self.inst, State.DRAINING, "drain signal")
+                target.pool.apply(self.inst, Event.DRAIN_SIGNAL, "drain signal")
             if not d.pass_through:
                 self.decided = d
                 conn.discard()
