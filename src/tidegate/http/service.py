@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -27,8 +28,12 @@ log = logging.getLogger("tidegate.http")
 
 
 class HttpService:
-    def __init__(self, cfg: HttpConfig, runtime: Any) -> None:
+    def __init__(
+        self, cfg: HttpConfig, runtime: Any, sock: socket.socket | None = None, announce: bool = True
+    ) -> None:
         self.cfg = cfg
+        self.sock = sock  # a listening socket made elsewhere (a worker process's), else bind `listen`
+        self.announce = announce
         self.runtime = runtime
         extra: dict[str, Any] = getattr(runtime, "extra", {})
         self.index: int = extra.get("http.count", 0)
@@ -50,14 +55,18 @@ class HttpService:
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.upstreams = Upstreams(self.loop)
-        host, port = split_address(self.cfg.listen)
-        self.server = await self.loop.create_server(
-            lambda: ClientConnection(self), host, port, backlog=2048, reuse_address=True
-        )
+        if self.sock is not None:
+            self.server = await self.loop.create_server(lambda: ClientConnection(self), sock=self.sock)
+        else:
+            host, port = split_address(self.cfg.listen)
+            self.server = await self.loop.create_server(
+                lambda: ClientConnection(self), host, port, backlog=2048, reuse_address=True
+            )
         bound = self.server.sockets[0].getsockname()
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         self.address = f"{shown}:{bound[1]}"
-        print(f"tidegate: {self.name} listening on {self.address}", file=sys.stderr, flush=True)
+        if self.announce:
+            print(f"tidegate: {self.name} listening on {self.address}", file=sys.stderr, flush=True)
         self._sweeper = self.loop.create_task(self._sweep())
 
     async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:
@@ -138,5 +147,9 @@ class HttpService:
         return out
 
 
-def make_service(http_cfg: HttpConfig, runtime: Any) -> HttpService:
+def make_service(http_cfg: HttpConfig, runtime: Any) -> Any:
+    if http_cfg.workers > 1:
+        from tidegate.http.workers import WorkersService
+
+        return WorkersService(http_cfg, runtime)
     return HttpService(http_cfg, runtime)

@@ -1,0 +1,169 @@
+"""One HTTP worker process of `workers = N`: the gateway on its own loop, pools mirrored from the
+main process (see worker_wire.py for what flows each way).
+
+    python -m tidegate.http.worker --listen-fd FD --control-fd FD --name http
+
+Started by the main process only. The listening socket is the worker's own SO_REUSEPORT socket,
+created and kept by the main process (so connections the kernel queued on it survive a worker's
+restart); the control socket is one end of a socketpair. The worker stops gracefully on the main
+process's `stop` message, and on SIGTERM or the end of the control stream (the main process is
+gone), whichever comes first. SIGINT is the main process's to handle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
+import sys
+import types
+from typing import Any
+
+from tidegate.balancing.pool import Pool, StateChange
+from tidegate.config.model import Config, HttpConfig
+from tidegate.http import worker_wire as wire
+from tidegate.http.service import HttpService
+
+log = logging.getLogger("tidegate.http")
+
+
+class Worker:
+    def __init__(self, name: str, listen: socket.socket, control: socket.socket) -> None:
+        self.name = name
+        self.listen = listen
+        self.control = control
+        self.pools: dict[str, Pool] = {}
+        self.passive = wire.PassiveResults()
+        self.svc: HttpService | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.syncing = False
+        self.done = asyncio.Event()
+
+    def send(self, msg: dict[str, Any]) -> None:
+        if self.writer is not None and not self.writer.is_closing():
+            self.writer.write(wire.frame(msg))
+
+    def _mirror(self, snap: dict[str, Any]) -> bool:
+        """Mirror the main process's pools; whether a pool was added, replaced or removed."""
+        self.syncing = True
+        try:
+            old = self.pools
+            new = wire.apply_snapshot(old, snap)
+        finally:
+            self.syncing = False
+        replaced = new.keys() != old.keys()
+        for name, pool in new.items():
+            if old.get(name) is not pool:
+                replaced = True
+                pool.subscribe(self._on_change)
+                pool.on_result = self.passive.hook(name)
+        if replaced:
+            self.pools = new
+        return replaced
+
+    def _on_change(self, change: StateChange) -> None:
+        # A change made here (a drain signal), not one mirrored from the main process: tell it.
+        if not self.syncing:
+            self.send(
+                {
+                    "type": "state",
+                    "pool": change.pool,
+                    "address": change.address,
+                    "state": change.new.value,
+                    "cause": change.cause,
+                }
+            )
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        reader, self.writer = await asyncio.open_connection(sock=self.control)
+        first = await wire.read_message(reader)
+        if first is None or first.get("type") != "start":
+            return
+        self._mirror(first["pools"])
+        cfg = HttpConfig.model_validate(first["section"])
+        runtime = types.SimpleNamespace(pools=self.pools, extra={"http.count": first["index"]})
+        svc = self.svc = HttpService(cfg, runtime, sock=self.listen, announce=False)
+        svc.name = self.name
+        await svc.start()
+        loop.add_signal_handler(signal.SIGTERM, lambda: self.done.set())
+        self.send({"type": "ready"})
+        self.send({"type": "synced", "seq": first["seq"]})
+        reporter = loop.create_task(self._report())
+        control = loop.create_task(self._control(reader))
+        await self.done.wait()
+        reporter.cancel()
+        control.cancel()
+        self._send_figures()
+        if self.writer is not None:
+            self.writer.close()
+
+    async def _control(self, reader: asyncio.StreamReader) -> None:
+        svc = self.svc
+        assert svc is not None
+        while True:
+            msg = await wire.read_message(reader)
+            if msg is None:
+                log.warning("%s worker: the main process is gone; stopping", self.name)
+                await svc.stop(30.0)
+                self.done.set()
+                return
+            kind = msg.get("type")
+            if kind == "pools":
+                if self._mirror(msg["pools"]):
+                    await svc.reload(Config.model_construct(http=[svc.cfg]), self.pools)
+                self.send({"type": "synced", "seq": msg["seq"]})
+            elif kind == "reload":
+                self._mirror(msg["pools"])
+                section = HttpConfig.model_validate(msg["section"])
+                await svc.reload(Config.model_construct(http=[section]), self.pools)
+                self.send({"type": "synced", "seq": msg["seq"]})
+            elif kind == "stop":
+                await svc.stop(float(msg["grace"]))
+                self._send_figures()
+                self.done.set()
+                return
+
+    def _send_figures(self) -> None:
+        svc = self.svc
+        idle = {}
+        if svc is not None and svc.upstreams is not None:
+            for name, pool in self.pools.items():
+                idle[name] = sum(len(svc.upstreams.idle.get(i, ())) for i in pool)
+        self.send(
+            {
+                "type": "figures",
+                "counters": wire.figures_of(self.pools),
+                "passive": self.passive.take(),
+                "idle": idle,
+            }
+        )
+
+    async def _report(self) -> None:
+        while True:
+            await asyncio.sleep(wire.REPORT_INTERVAL)
+            self._send_figures()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tidegate.http.worker")
+    ap.add_argument("--listen-fd", type=int, required=True)
+    ap.add_argument("--control-fd", type=int, required=True)
+    ap.add_argument("--name", default="http")
+    args = ap.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The main process logs every pool change once; its mirrors here would repeat each N times.
+    logging.getLogger("tidegate.balancing").setLevel(logging.WARNING)
+    listen = socket.socket(fileno=args.listen_fd)
+    control = socket.socket(fileno=args.control_fd)
+    import uvloop
+
+    uvloop.run(Worker(args.name, listen, control).run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""`workers = N` in [[http]]: N gateway processes behind one address, figures summed here.
+
+Theory of operation. The main process (the runtime) binds N listening sockets on the section's
+address with SO_REUSEPORT — the kernel spreads new connections over them — and starts one worker
+process per socket (`tidegate.http.worker`), each with a socketpair to talk over. The sockets stay
+open here too, so a worker that dies is restarted on the same socket without the address ever
+refusing connections (the kernel keeps queueing them on it meanwhile). The main process serves no
+HTTP itself; it keeps the pools (health checks, admin API, reloads) and exchanges with each worker
+what worker_wire.py describes: pool snapshots out, figures and drain signals in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from tidegate.balancing.pool import Pool
+from tidegate.balancing.state import State
+from tidegate.config.model import Config, HttpConfig, split_address
+from tidegate.http import worker_wire as wire
+
+log = logging.getLogger("tidegate.http")
+
+# How often the pools are compared with what the workers were last sent (seconds).
+SYNC_INTERVAL = 0.05
+RESTART_DELAY = 0.5
+
+
+def listening_sockets(address: str, n: int) -> list[socket.socket]:
+    """n sockets listening on the same address with SO_REUSEPORT (port 0: one port for all)."""
+    host, port = split_address(address)
+    family, kind, proto, _, sockaddr = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(n):
+            s = socket.socket(family, kind, proto)
+            socks.append(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            s.bind(sockaddr)
+            s.listen(2048)
+            s.setblocking(False)
+            sockaddr = s.getsockname()  # the port the first one got, for the others
+    except OSError:
+        for s in socks:
+            s.close()
+        raise
+    return socks
+
+
+class _Child:
+    """One worker process and what it last reported."""
+
+    def __init__(self, index: int, sock: socket.socket) -> None:
+        self.index = index
+        self.sock = sock
+        self.proc: asyncio.subprocess.Process | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.ready = asyncio.Event()
+        self.last: dict[str, dict[str, list[float]]] = {}
+        self.idle: dict[str, int] = {}
+        self.task: asyncio.Task[None] | None = None
+        self.synced = -1  # the last pool snapshot the worker says it mirrors
+
+    def send(self, msg: dict[str, Any]) -> None:
+        if self.writer is not None and not self.writer.is_closing():
+            self.writer.write(wire.frame(msg))
+
+
+class WorkersService:
+    def __init__(self, cfg: HttpConfig, runtime: Any) -> None:
+        self.cfg = cfg
+        self.runtime = runtime
+        extra: dict[str, Any] = getattr(runtime, "extra", {})
+        self.index: int = extra.get("http.count", 0)
+        extra["http.count"] = self.index + 1
+        self.name = "http" if self.index == 0 else f"http.{self.index}"
+        self.pools: Mapping[str, Pool] = runtime.pools
+        self.children: list[_Child] = []
+        self.stopping = False
+        self.address = ""
+        self._versions: dict[str, int] = {}
+        self.seq = 0  # numbers the pool snapshots sent; workers acknowledge the ones they mirror
+        self._sync: asyncio.Task[None] | None = None
+
+    # --- Service ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        socks = listening_sockets(self.cfg.listen, self.cfg.workers)
+        bound = socks[0].getsockname()
+        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+        self.address = f"{shown}:{bound[1]}"
+        self.children = [_Child(i, s) for i, s in enumerate(socks)]
+        self._versions = self._pool_versions()
+        for child in self.children:
+            child.task = asyncio.get_running_loop().create_task(self._supervise(child))
+        try:
+            async with asyncio.timeout(60):
+                for child in self.children:
+                    await child.ready.wait()
+        except TimeoutError:
+            await self.stop(0)
+            raise RuntimeError(f"{self.name}: the worker processes did not start") from None
+        log.info("%s: %d worker processes on %s", self.name, len(self.children), self.address)
+        print(f"tidegate: {self.name} listening on {self.address}", file=sys.stderr, flush=True)
+        self._sync = asyncio.get_running_loop().create_task(self._sync_pools())
+
+    async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:
+        cfg = self._my_section(config)
+        if cfg is None:
+            log.warning(
+                "%s: no [[http]] section listens on %s any more; keeping the old one",
+                self.name,
+                self.cfg.listen,
+            )
+            cfg = self.cfg
+        elif cfg.listen != self.cfg.listen:
+            log.warning("%s: a new listen address needs a restart; keeping %s", self.name, self.address)
+            cfg = cfg.model_copy(update={"listen": self.cfg.listen})
+        if cfg.workers != self.cfg.workers:
+            log.warning(
+                "%s: a new number of workers needs a restart; keeping %d", self.name, len(self.children)
+            )
+        self.cfg = cfg
+        self.pools = pools
+        self._versions = self._pool_versions()
+        self.seq += 1
+        msg = {
+            "type": "reload",
+            "seq": self.seq,
+            "section": self._section(),
+            "pools": wire.pool_snapshot(pools),
+        }
+        for child in self.children:
+            child.send(msg)
+
+    def _my_section(self, config: Config) -> HttpConfig | None:
+        for h in config.http:
+            if h.listen == self.cfg.listen:
+                return h
+        if self.index < len(config.http):
+            return config.http[self.index]
+        return None
+
+    async def stop(self, grace: float) -> None:
+        self.stopping = True
+        if self._sync is not None:
+            self._sync.cancel()
+        for child in self.children:
+            child.send({"type": "stop", "grace": grace})
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace + 5):
+                await asyncio.gather(*(c.task for c in self.children if c.task is not None))
+        for child in self.children:
+            if child.proc is not None and child.proc.returncode is None:
+                child.proc.kill()
+            if child.task is not None:
+                child.task.cancel()
+            child.sock.close()
+
+    def describe_pool(self, pool: str) -> dict[str, object] | None:
+        if pool != self.cfg.pool and all(r.pool != pool for r in self.cfg.routes):
+            return None
+        return {
+            "listen": self.address,
+            "idle_upstream_connections": sum(c.idle.get(pool, 0) for c in self.children),
+            # Every worker mirrors the pools as they are now (operator changes have reached them).
+            "workers_in_sync": self._pool_versions() == self._versions
+            and all(c.synced == self.seq for c in self.children),
+            "workers": [
+                {
+                    "pid": c.proc.pid if c.proc is not None and c.proc.returncode is None else None,
+                    "requests": int(sum(v[1] for v in c.last.get(pool, {}).values())),
+                }
+                for c in self.children
+            ],
+        }
+
+    # --- the workers ----------------------------------------------------------------------------
+    def _section(self) -> dict[str, Any]:
+        return self.cfg.model_dump(mode="json")
+
+    def _pool_versions(self) -> dict[str, int]:
+        return {name: p.version for name, p in self.pools.items()}
+
+    async def _supervise(self, child: _Child) -> None:
+        """Run the child's worker process; start it again if it dies while the service runs."""
+        while True:
+            try:
+                await self._run_child(child)
+            except (OSError, ValueError) as exc:
+                log.error("%s worker %d: %s", self.name, child.index, exc)
+            if self.stopping:
+                return
+            code = child.proc.returncode if child.proc is not None else None
+            log.error("%s worker %d exited (%s); starting it again", self.name, child.index, code)
+            self._forget(child)
+            child.synced = -1
+            await asyncio.sleep(RESTART_DELAY)
+
+    async def _run_child(self, child: _Child) -> None:
+        here, there = socket.socketpair()
+        try:
+            child.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tidegate.http.worker",
+                "--listen-fd",
+                str(child.sock.fileno()),
+                "--control-fd",
+                str(there.fileno()),
+                "--name",
+                f"{self.name}.w{child.index}",
+                pass_fds=(child.sock.fileno(), there.fileno()),
+                stdin=asyncio.subprocess.DEVNULL,
+                env=dict(os.environ),
+            )
+        finally:
+            there.close()
+        reader, child.writer = await asyncio.open_connection(sock=here)
+        child.send(
+            {
+                "type": "start",
+                "seq": self.seq,
+                "index": self.index,
+                "section": self._section(),
+                "pools": wire.pool_snapshot(self.pools),
+            }
+        )
+        try:
+            while True:
+                msg = await wire.read_message(reader)
+                if msg is None:
+                    break
+                self._received(child, msg)
+        finally:
+            child.writer.close()
+            child.writer = None
+            await child.proc.wait()
+
+    def _received(self, child: _Child, msg: dict[str, Any]) -> None:
+        kind = msg.get("type")
+        if kind == "figures":
+            self._add_figures(child, msg["counters"])
+            child.idle = msg.get("idle", {})
+            wire.replay_results(self.pools, msg.get("passive", ()))
+        elif kind == "state":
+            pool = self.pools.get(msg["pool"])
+            inst = pool.get(msg["address"]) if pool is not None else None
+            if pool is not None and inst is not None:
+                pool.set_state(inst, State(msg["state"]), msg["cause"])
+        elif kind == "synced":
+            child.synced = int(msg["seq"])
+        elif kind == "ready":
+            child.ready.set()
+
+    def _add_figures(self, child: _Child, counters: dict[str, dict[str, list[float]]]) -> None:
+        for pool_name, by_address in counters.items():
+            pool = self.pools.get(pool_name)
+            last = child.last.setdefault(pool_name, {})
+            for address, vec in by_address.items():
+                inst = pool.get(address) if pool is not None else None
+                if inst is not None:
+                    wire.add_increase(inst.counters, vec, last.get(address))
+                last[address] = vec
+            for gone in [a for a in last if a not in by_address]:
+                del last[gone]
+
+    def _forget(self, child: _Child) -> None:
+        """A dead worker's requests are no longer in service: take its `active` off the sums."""
+        for pool_name, by_address in child.last.items():
+            pool = self.pools.get(pool_name)
+            for address, vec in by_address.items():
+                inst = pool.get(address) if pool is not None else None
+                if inst is not None:
+                    inst.counters.active -= int(vec[0])
+        child.last = {}
+        child.idle = {}
+
+    async def _sync_pools(self) -> None:
+        """Push the pools to every worker whenever one of them changed (health, admin, ramps)."""
+        while True:
+            await asyncio.sleep(SYNC_INTERVAL)
+            versions = self._pool_versions()
+            if versions != self._versions:
+                self._versions = versions
+                self.seq += 1
+                msg = {"type": "pools", "seq": self.seq, "pools": wire.pool_snapshot(self.pools)}
+                for child in self.children:
+                    child.send(msg)

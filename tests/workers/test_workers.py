@@ -1,0 +1,167 @@
+"""`workers = N` in [[http]]: N gateway processes on one address, figures summed by the main
+process, operator changes reaching every worker, a dead worker restarted. Real processes."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tidegate.testing.backends import Backend
+from tidegate.testing.process import Proc
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def config(a: Backend, b: Backend, workers: int = 2) -> str:
+    return f"""
+[admin]
+listen = "127.0.0.1:0"
+
+[[pools]]
+name = "web"
+instances = [{{ address = "{a.address}" }}, {{ address = "{b.address}" }}]
+
+[[http]]
+listen = "127.0.0.1:0"
+pool = "web"
+workers = {workers}
+"""
+
+
+def get(addr: tuple[str, int], path: str) -> tuple[int, bytes]:
+    """One request on a new connection (so SO_REUSEPORT spreads them over the workers)."""
+    conn = http.client.HTTPConnection(*addr, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+def api(proc: Proc, method: str = "GET", path: str = "/api/pools", body: Any = None) -> Any:
+    conn = http.client.HTTPConnection(*proc.address("admin"), timeout=10)
+    try:
+        data = json.dumps(body).encode() if body is not None else None
+        conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        text = r.read()
+        assert r.status < 300, (r.status, text)
+        return json.loads(text) if text and text[:1] in b"{[" else text.decode()
+    finally:
+        conn.close()
+
+
+def pool_view(proc: Proc) -> dict[str, Any]:
+    pools = api(proc)["pools"]
+    return next(p for p in pools if p["name"] == "web")
+
+
+def until(what: Callable[[], Any], timeout: float = 15.0) -> Any:
+    """Poll the admin API until `what()` is truthy (the workers report every 0.25 s)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = what()
+        if last:
+            return last
+        time.sleep(0.05)
+    raise AssertionError(f"not reached within {timeout}s (last: {last!r})")
+
+
+def in_sync(proc: Proc) -> bool:
+    return bool(pool_view(proc)["http"]["workers_in_sync"])
+
+
+def worker_pids(proc: Proc) -> set[int]:
+    children = Path(f"/proc/{proc.popen.pid}/task/{proc.popen.pid}/children").read_text().split()
+    out = set()
+    for pid in children:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue
+        if b"tidegate.http.worker" in cmd:
+            out.add(int(pid))
+    return out
+
+
+def test_workers_share_the_address_and_the_figures_are_summed(start_tidegate) -> None:
+    with Backend("a") as a, Backend("b") as b:
+        gw = start_tidegate(config(a, b, workers=2))
+        pids = worker_pids(gw)
+        assert len(pids) == 2
+        addr = gw.address("http")
+        n = 200
+        for _ in range(n):
+            assert get(addr, "/")[0] == 200
+        view = until(lambda: (v := pool_view(gw))["totals"]["requests"] == n and v)
+        per_worker = view["http"]["workers"]
+        assert {w["pid"] for w in per_worker} == pids
+        # 200 connections hashed over two sockets: both workers served some.
+        assert all(w["requests"] > 0 for w in per_worker), per_worker
+        assert sum(w["requests"] for w in per_worker) == n
+        assert sum(i["requests"] for i in view["instances"]) == n
+        assert view["totals"]["connections"] == 0
+        assert view["totals"]["bytes_out"] > 0 and view["totals"]["bytes_in"] > 0
+        metrics = api(gw, path="/metrics")
+        served = sum(
+            float(m.group(1))
+            for m in re.finditer(
+                r'^tidegate_instance_requests_total\{[^}]*pool="web"[^}]*\} (\S+)$', metrics, re.M
+            )
+        )
+        assert served == n, metrics
+        assert gw.stop() == 0
+        assert all(
+            not Path(f"/proc/{p}").exists() or "zombie" in Path(f"/proc/{p}/status").read_text() for p in pids
+        )
+
+
+def test_operator_drain_and_weight_reach_every_worker(start_tidegate) -> None:
+    with Backend("a") as a, Backend("b") as b:
+        gw = start_tidegate(config(a, b, workers=2))
+        addr = gw.address("http")
+        api(gw, "POST", f"/api/pools/web/instances/{a.address}/drain")
+        until(lambda: in_sync(gw))
+        bodies = [get(addr, "/")[1] for _ in range(60)]
+        assert set(bodies) == {b"b"}
+        api(gw, "POST", f"/api/pools/web/instances/{a.address}/enable")
+        api(gw, "PUT", f"/api/pools/web/instances/{b.address}/weight", {"weight": 0})
+        until(lambda: in_sync(gw))
+        bodies = [get(addr, "/")[1] for _ in range(60)]
+        assert set(bodies) == {b"a"}
+
+
+def test_a_drain_signal_seen_by_a_worker_reaches_the_main_process(start_tidegate) -> None:
+    with Backend("a") as a, Backend("b") as b:
+        gw = start_tidegate(config(a, b, workers=2))
+        get(gw.address("http"), "/drain")  # both instances answer the drain signal
+        view = until(
+            lambda: (v := pool_view(gw)) and all(i["state"] == "draining" for i in v["instances"]) and v
+        )
+        assert {i["health"]["cause"] for i in view["instances"] if "health" in i} <= {"drain signal", None}
+        until(lambda: in_sync(gw))
+
+
+def test_a_killed_worker_is_started_again_on_the_same_address(start_tidegate) -> None:
+    with Backend("a") as a, Backend("b") as b:
+        gw = start_tidegate(config(a, b, workers=2))
+        addr = gw.address("http")
+        victim = sorted(worker_pids(gw))[0]
+        os.kill(victim, signal.SIGKILL)
+        gw.wait_for(r"worker \d exited .*; starting it again")
+        pids = until(lambda: len(p := worker_pids(gw)) == 2 and victim not in p and p)
+        until(lambda: all(w["pid"] in pids for w in pool_view(gw)["http"]["workers"]))
+        for _ in range(50):
+            assert get(addr, "/")[0] == 200
+        until(lambda: pool_view(gw)["totals"]["requests"] >= 50)
