@@ -294,3 +294,10 @@ async def _until(cond, timeout: float = 5.0) -> None:
     while not cond():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
+
+
+def test_the_admin_listener_binds_loopback_by_default() -> None:
+    from tidegate.config.model import AdminConfig, Config
+
+    assert AdminConfig().listen == "127.0.0.1:9900"
+    assert Config.model_validate({"admin": {}}).admin.listen.startswith("127.0.0.1:")

@@ -119,7 +119,7 @@ def _status(args: argparse.Namespace) -> int:
         for i in p["instances"]:
             weight = str(i["weight"])
             if i["effective_weight"] != i["weight"]:
-                weight += f" ({i['effective_weight']:g})"
+                weight += f" ({i['effective_weight']:.2f})"
             table.add_row(
                 p["name"], i["address"], f"[{styles.get(i['state'], '')}]{i['state']}[/]", weight,
                 str(i["connections"]), f"{i['iops']:.1f}", str(i["requests"]), _size(i["bytes_in"]),
