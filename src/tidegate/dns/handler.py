@@ -9,6 +9,8 @@ Theory of operation:
   requester's EDNS payload size (512 without EDNS; never above what we advertise), over TCP 65535.
   An answer that does not fit goes out empty with TC set, and the client retries over TCP
   (RFC 2181 §9: a partial RRset would be worse than none).
+A plain standard query (packet_cache.py) skips dnspython when the response dnspython rendered for
+the same question, addresses and serial is in the zone's packet cache; the draw still happens.
 `handle` never raises: an exception from tidegate's own code is counted, logged (a few times) and
 answered SERVFAIL, so one bad packet can never stop the server.
 """
@@ -23,9 +25,12 @@ import dns.flags
 import dns.message
 import dns.opcode
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 
+from tidegate.dns.candidates import Entry
 from tidegate.dns.figures import Figures
+from tidegate.dns.packet_cache import Cached, PlainQuery, plain_query, reply_for
 from tidegate.dns.zone import Zone
 
 log = logging.getLogger("tidegate.dns")
@@ -37,6 +42,9 @@ OUR_PAYLOAD = 1232
 TCP_LIMIT = 65535
 _LOGGED_ERRORS_MAX = 10
 _HEADER = 12
+IN = dns.rdataclass.IN
+_TRANSFERS = frozenset((dns.rdatatype.AXFR, dns.rdatatype.IXFR))
+_ADDRESS_TYPES = frozenset((dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.ANY))
 
 
 def handle(wire: bytes, zone: Zone, transport: Transport = "udp") -> bytes | None:
@@ -46,6 +54,9 @@ def handle(wire: bytes, zone: Zone, transport: Transport = "udp") -> bytes | Non
     else:
         figs.tcp += 1
     try:
+        plain = plain_query(wire)
+        if plain is not None:
+            return _handle_plain(wire, plain, zone, transport)
         return _handle(wire, zone, transport)
     except Exception:
         figs.internal_errors += 1
@@ -57,7 +68,43 @@ def handle(wire: bytes, zone: Zone, transport: Transport = "udp") -> bytes | Non
             return None
 
 
-def _handle(wire: bytes, zone: Zone, transport: Transport) -> bytes | None:
+def _handle_plain(wire: bytes, plain: PlainQuery, zone: Zone, transport: Transport) -> bytes | None:
+    # The zone's side effects first, as Zone.resolve has them: the apex refreshes the serial, an
+    # address question draws (and counts) its addresses.
+    picked: tuple[Entry, ...] | None = None
+    if plain.qclass == IN and plain.qtype not in _TRANSFERS:
+        if plain.name == zone.origin_wire:
+            zone.refresh()
+        spec = zone.records_by_wire.get(plain.name)
+        if spec is not None and plain.qtype in _ADDRESS_TYPES:
+            picked = zone.pick(spec, plain.qtype)
+    ips = None if picked is None else tuple([e.ip for e in picked])
+    key = (transport, plain.rest, plain.name, ips, zone.serial)
+    figs = zone.figures
+    cached = zone.packets.get(key)
+    if cached is not None:
+        figs.responses[cached.rcode] += 1
+        if cached.truncated:
+            figs.truncated += 1
+        return reply_for(cached, wire, plain.name_end)
+    formerr, errors, responses = figs.formerr, figs.internal_errors, figs.responses.copy()
+    out = _handle(wire, zone, transport, picked)
+    counted = figs.responses - responses
+    if (
+        out is not None
+        and figs.formerr == formerr
+        and figs.internal_errors == errors
+        and len(counted) == 1
+        and out[_HEADER : plain.name_end].lower() == plain.name
+    ):
+        (rcode,) = counted
+        zone.packets.put(key, Cached(out, rcode, bool(out[2] & 0x02)))
+    return out
+
+
+def _handle(
+    wire: bytes, zone: Zone, transport: Transport, picked: tuple[Entry, ...] | None = None
+) -> bytes | None:
     figs = zone.figures
     if len(wire) < _HEADER or wire[2] & 0x80:
         figs.dropped += 1
@@ -83,7 +130,7 @@ def _handle(wire: bytes, zone: Zone, transport: Transport) -> bytes | None:
     if q.rdtype in (dns.rdatatype.OPT, dns.rdatatype.TSIG, dns.rdatatype.TKEY):
         figs.formerr += 1
         return _render(_reply(query, dns.rcode.FORMERR), query, transport, figs)
-    result = zone.resolve(q.name, q.rdtype, q.rdclass)
+    result = zone.resolve(q.name, q.rdtype, q.rdclass, picked)
     resp = _reply(query, result.rcode)
     if result.authoritative:
         resp.flags |= dns.flags.AA
@@ -107,7 +154,9 @@ def _render(
         limit = max(512, min(query.payload, OUR_PAYLOAD))
     else:
         limit = 512
-    out = resp.to_wire(max_size=limit, prefer_truncation=True)
+    # dnspython shuffles each RRset as it renders by default: that would undo the weighted order
+    # of the draw (the rotation), and make the rendering differ from the key it is cached under.
+    out = resp.to_wire(max_size=limit, prefer_truncation=True, want_shuffle=False)
     if out[2] & 0x02:  # TC
         figs.truncated += 1
     figs.responses[dns.rcode.to_text(resp.rcode())] += 1

@@ -31,8 +31,9 @@ from dns.rdtypes.ANY.SOA import SOA
 
 from tidegate.balancing.pool import Pool
 from tidegate.config.model import DnsConfig
-from tidegate.dns.candidates import Candidates, candidates_of
+from tidegate.dns.candidates import Candidates, Entry, candidates_of
 from tidegate.dns.figures import Figures
+from tidegate.dns.packet_cache import PacketCache
 from tidegate.dns.selection import weighted_sample
 
 IN = dns.rdataclass.IN
@@ -86,6 +87,10 @@ class Zone:
         self.empty_nonterminals -= set(self.records)
         self.serial = int(time.time()) & 0xFFFFFFFF if serial is None else serial
         self._cache: dict[str, tuple[int, Candidates]] = {}
+        # For the packet fast path (packet_cache.py): names as lowercased wire bytes.
+        self.origin_wire = self.origin.canonicalize().to_wire()
+        self.records_by_wire = {n.canonicalize().to_wire(): spec for n, spec in self.records.items()}
+        self.packets = PacketCache()
         self._rebuild_apex()
 
     # --- the apex ---------------------------------------------------------------------------
@@ -108,6 +113,7 @@ class Zone:
     def bump_serial(self) -> None:
         self.serial = (self.serial + 1) & 0xFFFFFFFF
         self._rebuild_apex()
+        self.packets.clear()
 
     def candidates(self, pool_name: str) -> Candidates | None:
         pool = self.pools.get(pool_name)
@@ -118,6 +124,9 @@ class Zone:
             return cached[1]
         fresh = candidates_of(pool)
         self._cache[pool_name] = (pool.version, fresh)
+        # Rendered answers only hold addresses and the serial, both in their keys, so they stay
+        # right; dropping them anyway keeps "the pool changed" and "the cache is fresh" together.
+        self.packets.clear()
         if cached is not None and cached[1].ips != fresh.ips:
             self.bump_serial()
         return fresh
@@ -128,7 +137,11 @@ class Zone:
             self.candidates(spec.pool)
 
     # --- one question -----------------------------------------------------------------------
-    def resolve(self, qname: dns.name.Name, qtype: int, qclass: int = IN) -> Result:
+    def resolve(
+        self, qname: dns.name.Name, qtype: int, qclass: int = IN, picked: tuple[Entry, ...] | None = None
+    ) -> Result:
+        """`picked`: the addresses `pick` already drew for this question (the fast path draws
+        before it knows whether it needs to render); None draws them here."""
         if qclass != IN or not qname.is_subdomain(self.origin):
             return Result(dns.rcode.REFUSED, authoritative=False)
         if qtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
@@ -142,7 +155,7 @@ class Zone:
             if qtype in (dns.rdatatype.NS, ANY) and self.nameservers:
                 answer.append(self.ns)
         if spec is not None and qtype in (A, AAAA, ANY):
-            rrsets = self._addresses(spec, qname, qtype)
+            rrsets = self._addresses(spec, qname, qtype, picked)
             if rrsets is None:
                 return Result(dns.rcode.SERVFAIL)
             answer.extend(rrsets)
@@ -152,7 +165,8 @@ class Zone:
             return Result(dns.rcode.NOERROR, authority=[self.soa])  # NODATA
         return Result(dns.rcode.NXDOMAIN, authority=[self.soa])
 
-    def _addresses(self, spec: RecordSpec, qname: dns.name.Name, qtype: int) -> list[dns.rrset.RRset] | None:
+    def pick(self, spec: RecordSpec, qtype: int) -> tuple[Entry, ...] | None:
+        """Draw the addresses for one A/AAAA/ANY question and count it; None: no such pool."""
         cands = self.candidates(spec.pool)
         if cands is None:
             return None
@@ -161,16 +175,26 @@ class Zone:
         fig.rate.add()
         entries = cands.family(qtype)
         if not entries:
-            return []
+            return ()
         if cands.fail_open:
             fig.fail_open += 1
         picked = weighted_sample([e.weight for e in entries], spec.answers, lambda t: self._random() * t)
         now = self.figures.clock()
-        out: dict[int, dns.rrset.RRset] = {}
         for idx in picked:
-            e = entries[idx]
-            fig.answers[e.ip] += 1
-            fig.last_answered[e.ip] = now
+            ip = entries[idx].ip
+            fig.answers[ip] += 1
+            fig.last_answered[ip] = now
+        return tuple(entries[idx] for idx in picked)
+
+    def _addresses(
+        self, spec: RecordSpec, qname: dns.name.Name, qtype: int, picked: tuple[Entry, ...] | None
+    ) -> list[dns.rrset.RRset] | None:
+        if picked is None:
+            picked = self.pick(spec, qtype)
+            if picked is None:
+                return None
+        out: dict[int, dns.rrset.RRset] = {}
+        for e in picked:
             rrset = out.get(e.rdata.rdtype)
             if rrset is None:
                 rrset = out[e.rdata.rdtype] = dns.rrset.RRset(qname, IN, e.rdata.rdtype)

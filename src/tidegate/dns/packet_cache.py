@@ -1,0 +1,120 @@
+"""Rendered responses kept for reuse, and the cheap check that says a packet may use them.
+
+Theory of operation (PowerDNS's packet cache, keeping tidegate's per-query draw):
+- dnspython parsing and rendering cost ~100 µs a packet, the weighted draw a few µs. So the draw
+  still happens for every query, and what is reused is the response dnspython rendered for the
+  same question, EDNS options, transport, drawn addresses and zone serial.
+- `plain_query` accepts only the common shape: a standard query with one question of plain labels,
+  no answer or authority records, and no additional record but an EDNS0 OPT without options.
+  Everything else (and every packet it is unsure of) takes the full dnspython path.
+- The key holds every byte of the query except the id and the letter case of the question name:
+  whatever dnspython makes of those bytes, it makes again. The two differences are copied into a
+  hit: the id, and the name as the client wrote it (0x20 case randomisation is echoed; the names
+  after the question are compression pointers to it, so they follow its case by themselves).
+- The zone clears the cache whenever an answer set changes (serial bump, pool version), and the
+  serial is part of every key as well. The cache is bounded: entries over `MAX_BYTES` are not
+  kept, and past `MAX_ENTRIES` the oldest goes first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from struct import unpack_from
+
+import dns.rdatatype
+
+MAX_ENTRIES = 4096
+MAX_BYTES = 1232  # bigger answers (TCP, many addresses) are rare and would make the bound loose
+_HEADER = 12
+_OPT = dns.rdatatype.OPT
+_OPT_SIZE = 11  # root name, type, class (payload), TTL (ext. rcode, version, flags), rdlength 0
+# Questions the full path answers FORMERR: never cached, so the figures stay the full path's.
+_NOT_QUESTIONS = frozenset((dns.rdatatype.OPT, dns.rdatatype.TSIG, dns.rdatatype.TKEY))
+
+
+@dataclass(frozen=True, slots=True)
+class PlainQuery:
+    name_end: int  # offset just after the question name
+    name: bytes  # the question name in wire form, lowercased
+    qtype: int
+    qclass: int
+    rest: bytes  # header bytes 2-12 + question type/class + the OPT record, if any
+
+
+def plain_query(wire: bytes) -> PlainQuery | None:
+    n = len(wire)
+    # byte 2: QR and the opcode must be zero; counts: one question, nothing else but an OPT.
+    if n < _HEADER + 5 or wire[2] & 0xF8:
+        return None
+    qd, an, ns, ar = unpack_from("!4H", wire, 4)
+    if qd != 1 or an or ns or ar > 1:
+        return None
+    pos = _HEADER
+    length = wire[pos]
+    while length:
+        if length > 63:  # a compression pointer or a reserved label type
+            return None
+        pos += length + 1
+        if pos >= n:
+            return None
+        length = wire[pos]
+    end = pos + 1
+    if end - _HEADER > 255 or end + 4 > n:
+        return None
+    qtype, qclass = unpack_from("!HH", wire, end)
+    if qtype in _NOT_QUESTIONS:
+        return None
+    tail = end + 4
+    if ar:
+        if n != tail + _OPT_SIZE or wire[tail] != 0:
+            return None
+        rtype, _payload, _ercode, version, _flags, rdlen = unpack_from("!HHBBHH", wire, tail + 1)
+        if rtype != _OPT or version != 0 or rdlen != 0:
+            return None  # BADVERS and EDNS options: the full path
+    elif n != tail:
+        return None  # trailing bytes: the full path answers FORMERR
+    return PlainQuery(end, wire[_HEADER:end].lower(), qtype, qclass, wire[2:_HEADER] + wire[end:])
+
+
+@dataclass(frozen=True, slots=True)
+class Cached:
+    wire: bytes  # as rendered for the first query with this key
+    rcode: str  # for the figures, counted again on every hit
+    truncated: bool
+
+
+class PacketCache:
+    __slots__ = ("_entries", "hits", "misses")
+
+    def __init__(self) -> None:
+        self._entries: dict[object, Cached] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: object) -> Cached | None:
+        got = self._entries.get(key)
+        if got is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return got
+
+    def put(self, key: object, value: Cached) -> None:
+        if len(value.wire) > MAX_BYTES:
+            return
+        entries = self._entries
+        if len(entries) >= MAX_ENTRIES:
+            del entries[next(iter(entries))]  # dicts keep insertion order: the oldest
+        entries[key] = value
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def reply_for(cached: Cached, wire: bytes, name_end: int) -> bytes:
+    """The cached response with this query's id and question name (its letter case) copied in."""
+    out = cached.wire
+    return wire[:2] + out[2:_HEADER] + wire[_HEADER:name_end] + out[name_end:]
