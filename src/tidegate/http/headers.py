@@ -70,6 +70,52 @@ RESPONSE_HEADERS: dict[bytes, Resp] = {
     b"proxy-authorization": Resp.DROP,
 }
 
+# Exact spellings servers commonly send, so the common header costs one lookup and no lower():
+# a name found here needs nothing else; one that is not is looked up lowercased in the tables
+# above (FORWARD: a response header passed on as is).
+FORWARD = 0
+RESPONSE_EXACT: dict[bytes, int] = {
+    **{
+        name: FORWARD
+        for name in (
+            b"Server",
+            b"Date",
+            b"Content-Type",
+            b"Cache-Control",
+            b"Last-Modified",
+            b"ETag",
+            b"Expires",
+            b"Vary",
+            b"Set-Cookie",
+            b"Accept-Ranges",
+            b"Content-Encoding",
+            b"Location",
+            b"Content-Language",
+            b"Content-Disposition",
+            b"Age",
+            b"Access-Control-Allow-Origin",
+            b"X-Content-Type-Options",
+            b"Strict-Transport-Security",
+            b"X-Frame-Options",
+            b"server",
+            b"date",
+            b"content-type",
+            b"cache-control",
+            b"last-modified",
+            b"etag",
+            b"vary",
+            b"set-cookie",
+            b"x-backend",
+        )
+    },
+    b"Content-Length": Resp.CONTENT_LENGTH,
+    b"content-length": Resp.CONTENT_LENGTH,
+    b"Transfer-Encoding": Resp.TRANSFER_ENCODING,
+    b"transfer-encoding": Resp.TRANSFER_ENCODING,
+    b"Connection": Resp.CONNECTION,
+    b"connection": Resp.CONNECTION,
+}
+
 # Connection tokens that name no header (RFC 9110 §7.6.1); any other token names a header to drop.
 CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive", b"upgrade"})
 

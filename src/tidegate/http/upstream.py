@@ -20,7 +20,15 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from tidegate.balancing.instance import Instance
 from tidegate.http.attempts import Failure
-from tidegate.http.headers import CONNECTION_OPTIONS, RESPONSE_HEADERS, VIA, Resp, connection_tokens
+from tidegate.http.headers import (
+    CONNECTION_OPTIONS,
+    FORWARD,
+    RESPONSE_EXACT,
+    RESPONSE_HEADERS,
+    VIA,
+    Resp,
+    connection_tokens,
+)
 from tidegate.http.responses import reason as default_reason
 
 if TYPE_CHECKING:
@@ -233,13 +241,17 @@ class UpstreamConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.headers_done:
             return  # trailers: not forwarded (the client side re-frames the body)
-        lname = name.lower()
-        kind = RESPONSE_HEADERS.get(lname)
+        kind = RESPONSE_EXACT.get(name)
         if kind is None:
-            if lname[:6] != b"proxy-":
-                self.lines.append(name + b": " + value + b"\r\n")
-            return
-        if kind is Resp.CONTENT_LENGTH:
+            lname = name.lower()
+            kind = RESPONSE_HEADERS.get(lname)
+            if kind is None:
+                if lname[:6] != b"proxy-":
+                    self.lines.append(name + b": " + value + b"\r\n")
+                return
+        if kind is FORWARD:
+            self.lines.append(name + b": " + value + b"\r\n")
+        elif kind is Resp.CONTENT_LENGTH:
             self.cl = value.strip()
         elif kind is Resp.TRANSFER_ENCODING:
             self.te_chunked = value.strip().lower().endswith(b"chunked")
