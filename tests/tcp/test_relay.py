@@ -77,6 +77,48 @@ async def test_half_close_instance_first(proxy, client) -> None:
         assert not svc.connections
 
 
+async def test_both_fins_seen_still_delivers_what_is_buffered(proxy, client) -> None:
+    """Both sides have sent FIN while the proxy still holds client bytes for a slow instance:
+    they must all arrive (closing, not aborting, the instance side)."""
+    go = asyncio.Event()
+    received: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def fin_first_read_later(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"bye")
+        writer.write_eof()
+        await go.wait()
+        try:
+            received.set_result(len(await reader.read()))
+        except ConnectionError:
+            received.set_result(-1)
+        writer.close()
+
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the instance reads slowly
+    lsock.bind(("127.0.0.1", 0))
+    server = await asyncio.start_server(fin_first_read_later, sock=lsock)
+    async with server:
+        svc = await proxy([f"127.0.0.1:{lsock.getsockname()[1]}"])
+        inst = svc.pool.get(f"127.0.0.1:{lsock.getsockname()[1]}")
+        assert inst is not None
+        c = await client(svc.address)
+        assert await c.exactly(3) == b"bye"
+        (conn,) = svc.connections
+        sent = 0
+        # Fill the kernel's buffers until the proxy holds bytes of its own for the instance.
+        while conn.upstream.get_write_buffer_size() == 0:
+            c.writer.write(b"q" * 65536)
+            sent += 65536
+            await until(lambda n=sent: inst.counters.bytes_in == n)
+            assert sent < 64 << 20
+        c.writer.write_eof()
+        assert await c.to_end() == b""
+        await until(lambda: conn.client_eof)
+        assert conn.upstream.get_write_buffer_size() > 0
+        go.set()
+        assert await asyncio.wait_for(received, 10) == sent
+
+
 async def test_refused_connect_is_retried_on_another_instance(proxy, named_echo, client, addresses) -> None:
     dead = addresses.refused()
     live = await named_echo("live")

@@ -68,6 +68,7 @@ def test_a_gib_each_way_byte_identical_in_bounded_memory(start_tidegate) -> None
         f"proxy CPU {cpu:.1f}s, VmHWM {hwm / 1e6:.1f} MB (before the transfer {baseline / 1e6:.1f} MB)"
     )
     assert (client.sent.nbytes, client.received.nbytes) == (GIB, GIB)
+    assert (server.sent.nbytes, server.received.nbytes) == (GIB, GIB)
     assert client.sent.digest == server.received.digest
     assert server.sent.digest == client.received.digest
     assert client.sent.digest != server.sent.digest  # the two directions really differ

@@ -123,6 +123,7 @@ class Connection(asyncio.Protocol):
         "client_eof",
         "client_open",
         "client_writable",
+        "closing",
         "connecting",
         "done",
         "idle_handle",
@@ -153,6 +154,7 @@ class Connection(asyncio.Protocol):
         self.idle_handle: asyncio.TimerHandle | None = None
         self.last = 0.0
         self.done = False
+        self.closing = False  # both FINs seen: each side closes once its buffer is flushed
         self.pending: list[bytes] = []  # read from the client before an instance was adopted
 
     # --- setup --------------------------------------------------------------------------------
@@ -290,7 +292,7 @@ class Connection(asyncio.Protocol):
         if self.connecting is not None:
             self.connecting.cancel()
             self.connecting = None
-        if self.upstream_open:
+        if self.upstream_open and not (self.closing and exc is None):
             self.upstream_writable = False
             if exc is None:
                 _shut(self.upstream, self.upstream.get_write_buffer_size())
@@ -300,7 +302,7 @@ class Connection(asyncio.Protocol):
 
     def upstream_lost(self, exc: Exception | None) -> None:
         self.upstream_open = self.upstream_writable = False
-        if self.client_open:
+        if self.client_open and not (self.closing and exc is None):
             self.client_writable = False
             if exc is None:
                 _shut(self.client, self.client.get_write_buffer_size())
@@ -309,11 +311,15 @@ class Connection(asyncio.Protocol):
         self._maybe_finish()
 
     def _close_both(self) -> None:
+        # Both sides sent FIN, but either may still be reading what we buffered for it: close()
+        # flushes the buffer first (abort would drop its tail). A peer that stops reading is
+        # cut by the idle timer.
         self.client_writable = self.upstream_writable = False
+        self.closing = True
         if self.client_open:
-            _shut(self.client, self.client.get_write_buffer_size())
+            self.client.close()
         if self.upstream_open:
-            _shut(self.upstream, self.upstream.get_write_buffer_size())
+            self.upstream.close()
 
     def cut(self) -> None:
         """Abort both sides now (drain grace expired, or the service stops)."""
