@@ -426,6 +426,10 @@ class ClientConnection(asyncio.Protocol):
         if ex.tunnel:
             return
         if ex.close_client or (ex.broken and not queue):
+            # Nothing more is answered on this connection: requests queued behind this one
+            # (pipelined after a `Connection: close`, or a rejection after a broken stream) go.
+            while queue:
+                queue.popleft().client_gone()
             self._close(linger=not ex.req.complete or self.parser is None)
             return
         if queue:
