@@ -27,7 +27,7 @@ EXPECTED: dict[Mode | str, tuple[object, object]] = {
     "refused": (OK, OK),  # could not connect: any method
     Mode.BLACKHOLE: (OK, OK),  # connect timeout: any method
     Mode.DRAIN: (OK, OK),  # drain signal: any method
-    Mode.KEEPALIVE_CLOSE: (OK, OK),  # reused keep-alive connection closed: any method
+    Mode.KEEPALIVE_CLOSE: (OK, 502),  # reused keep-alive connection closed: idempotent only (retry.py)
     Mode.CLOSE: (OK, 502),  # lost after the request was sent: idempotent only
     Mode.SLOW: (OK, 504),  # no response within the timeout: idempotent only
     Mode.STATUS: (OK, 503),  # a configured status: idempotent only, else passed through

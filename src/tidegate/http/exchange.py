@@ -271,13 +271,16 @@ class Exchange:
         assert target is not None
         budget = target.budget
         method = self.req.method
-        d = decide(target.policy, failure, method, self.attempt, status, self.response_started, True)
+        keyed = b"idempotency-key" in self.req.names  # failure path only: a list scan is fine
+        d = decide(target.policy, failure, method, self.attempt, status, self.response_started, True, keyed)
         if d.retry:
             now = self.client.loop.time()
             if budget.can_spend(now):
                 budget.spend(now)
             else:
-                d = decide(target.policy, failure, method, self.attempt, status, self.response_started, False)
+                d = decide(
+                    target.policy, failure, method, self.attempt, status, self.response_started, False, keyed
+                )
         return d
 
     def _open_attempt(self, inst: Instance) -> None:

@@ -8,15 +8,26 @@ happened (`Failure`) and asks `decide`. The rules are architecture.md's retry ta
 | CONNECT_FAILED (refused, unreachable, reset on connect)  | any method                      | 502                     |
 | CONNECT_TIMEOUT                                          | any method                      | 504                     |
 | DRAIN_SIGNAL (503 + `Tidegate-Draining: 1`)              | any method                      | 503, no drain header    |
-| REUSED_CLOSED (reused keep-alive conn. closed, no byte)  | any method                      | 502                     |
+| REUSED_CLOSED (reused keep-alive conn. closed, no byte)  | idempotent only (see below)     | 502                     |
 | LOST_AFTER_SEND (fresh conn. lost, no response byte)     | idempotent only                 | 502                     |
 | RESPONSE_TIMEOUT (no response byte within the timeout)   | idempotent only                 | 504                     |
 | STATUS (a status in `http.retry.statuses`, not forwarded)| idempotent only                 | the upstream response   |
 | anything, once a response byte went to the client        | never                           | nothing: cut the client |
 
 - Any-method rows are those where the request provably never reached the application: no
-  connection, the instance's promise (the drain signal), or a keep-alive connection the instance
-  had already closed (RFC 9112 §9.3.1 lets a client retry those automatically).
+  connection, or the instance's promise (the drain signal).
+- REUSED_CLOSED departs from architecture.md, which retries it for any method. A reused
+  keep-alive connection that closes before any response byte is *usually* the idle-close race
+  (the instance closed it as we sent), but an instance that dies while running the request looks
+  exactly the same from here, and the end-to-end kill test saw POSTs executed twice that way.
+  RFC 9112 §9.3.1 allows automatic retries of non-idempotent requests only when the proxy knows
+  the request was not applied; Go's transport and nginx decide the same way. So it is retried for
+  idempotent methods, idempotent routes and requests carrying an `Idempotency-Key` header (the
+  IETF httpapi draft: the application deduplicates by key). The race itself is kept rare: pooled
+  connections are dropped as soon as the instance closes them and are not reused after
+  UPSTREAM_IDLE_SECONDS (upstream.py), below common servers' keep-alive timeouts, and a draining
+  instance is drained at the gateway before it closes connections (the rolling upgrade's order).
+- A request with an `Idempotency-Key` header counts as idempotent in every row.
 - RESPONSE_TIMEOUT is not in the table by name: the request was sent and the application may be
   running it, which is the LOST_AFTER_SEND case, so it follows that row (as nginx's
   `proxy_next_upstream timeout` does). Giving up is 504, as nginx and HAProxy answer.
@@ -71,7 +82,7 @@ class Failure(StrEnum):
 
 # Failures where the request never reached the application: retried whatever the method.
 ANY_METHOD: frozenset[Failure] = frozenset(
-    {Failure.CONNECT_FAILED, Failure.CONNECT_TIMEOUT, Failure.DRAIN_SIGNAL, Failure.REUSED_CLOSED}
+    {Failure.CONNECT_FAILED, Failure.CONNECT_TIMEOUT, Failure.DRAIN_SIGNAL}
 )
 
 # What the client gets when the gateway gives up before any response byte went out
@@ -142,6 +153,7 @@ def decide(
     status: int | None = None,
     response_started: bool = False,
     budget_ok: bool = True,
+    idempotency_key: bool = False,
 ) -> Decision:
     """The retry table as a function; see the module docstring for every rule and its reason.
 
@@ -163,7 +175,7 @@ def decide(
         give_up_status = GIVE_UP_STATUS[failure]
         give_up = Decision(retry=False, status=give_up_status, drain=drain)
 
-    if failure not in ANY_METHOD and not policy.idempotent(method):
+    if failure not in ANY_METHOD and not (idempotency_key or policy.idempotent(method)):
         return replace(give_up, reason="method")
     if attempt >= policy.tries:
         return replace(give_up, reason="tries")
