@@ -70,7 +70,7 @@ def test_cached_answers_are_the_full_paths_bytes() -> None:
         expected = handler._handle(wire, full, transport)  # the dnspython path, no cache
         got = handler.handle(wire, cached, transport)
         assert got == expected, (i, dns.message.from_wire(wire).question)
-    assert cached.packets.hits > 3000 and cached.packets.misses > 100
+    assert cached.figures.cache_hits > 3000 and cached.figures.cache_misses > 100
     # The figures count a hit as the full path counts the query.
     assert cached.figures.responses == full.figures.responses
     assert cached.figures.truncated == full.figures.truncated > 0
@@ -84,10 +84,10 @@ def test_case_and_id_are_echoed_on_a_hit() -> None:
     zone = _zone(1)
     for _ in range(20):  # warm: every answer of "one" is cached in lower case
         handler.handle(dns.message.make_query("one.example.test.", "A").to_wire(), zone)
-    hits = zone.packets.hits
+    hits = zone.figures.cache_hits
     q = dns.message.make_query("oNe.ExAMple.tEsT.", "A", id=4242)
     r = dns.message.from_wire(handler.handle(q.to_wire(), zone) or b"")
-    assert zone.packets.hits == hits + 1
+    assert zone.figures.cache_hits == hits + 1
     assert r.id == 4242 and r.question[0].name.to_text() == "oNe.ExAMple.tEsT."
     assert r.answer[0].name.to_text() == "oNe.ExAMple.tEsT."
     assert r.authority == [] and len(addresses(r)) == 1
@@ -102,7 +102,7 @@ def test_case_is_echoed_through_the_server(dns_server: Callable[[str], DnsServer
         r = dns.query.udp(q, s.host, port=s.port, timeout=5)
         assert r.id == q.id and r.question[0].name.to_text() == name
         assert r.answer[0].name.to_text() == name
-    assert s.service.zone.packets.hits > 150
+    assert s.service.zone.figures.cache_hits > 150
 
 
 def test_draw_still_happens_per_query() -> None:
@@ -116,7 +116,7 @@ def test_draw_still_happens_per_query() -> None:
     # weights 1:2:3 over the three IPv4 addresses, and only three distinct responses to cache
     for ip, weight in (("127.0.0.1", 1), ("127.0.0.2", 2), ("127.0.0.3", 3)):
         assert abs(first[ip] / n - weight / 6) < 0.03, first
-    assert zone.packets.misses == 3 and zone.packets.hits == n - 3
+    assert zone.figures.cache_misses == 3 and zone.figures.cache_hits == n - 3
 
 
 def test_a_drain_empties_the_cache_and_leaves_the_answers() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 from collections import Counter
@@ -258,3 +259,8 @@ def test_figures_in_describe_pool_and_metrics(dns_server: Start) -> None:
     assert 'tidegate_dns_queries_total{record="www.example.test."} 10.0' in text
     assert 'tidegate_dns_responses_total{rcode="NXDOMAIN"} 1.0' in text
     assert "tidegate_dns_internal_errors_total 0.0" in text
+    # 11 plain queries: "nope" and each ordered pair of www's addresses rendered once at most
+    hits = float(re.search(r'tidegate_dns_packet_cache_total\{result="hit"\} (\S+)', text).group(1))  # type: ignore[union-attr]
+    misses = float(re.search(r'tidegate_dns_packet_cache_total\{result="miss"\} (\S+)', text).group(1))  # type: ignore[union-attr]
+    assert hits + misses == 11 and 2 <= misses <= 1 + 6
+    assert f"tidegate_dns_packet_cache_entries {misses}" in text

@@ -64,6 +64,8 @@ class Figures:
         self.formerr = 0  # packets that did not parse, answered FORMERR
         self.dropped = 0  # too short to answer, or responses (QR set): never answered
         self.internal_errors = 0
+        self.cache_hits = 0  # plain queries answered from the packet cache
+        self.cache_misses = 0  # plain queries rendered by dnspython (then cached)
 
     def record(self, name: str) -> RecordFigures:
         fig = self.records.get(name)

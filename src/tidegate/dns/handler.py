@@ -83,10 +83,12 @@ def _handle_plain(wire: bytes, plain: PlainQuery, zone: Zone, transport: Transpo
     figs = zone.figures
     cached = zone.packets.get(key)
     if cached is not None:
+        figs.cache_hits += 1
         figs.responses[cached.rcode] += 1
         if cached.truncated:
             figs.truncated += 1
         return reply_for(cached, wire, plain.name_end)
+    figs.cache_misses += 1
     formerr, errors, responses = figs.formerr, figs.internal_errors, figs.responses.copy()
     out = _handle(wire, zone, transport, picked)
     counted = figs.responses - responses

@@ -54,4 +54,13 @@ class DnsCollector(Collector):
             "exceptions in tidegate while answering",
             value=figs.internal_errors,
         )
+        cache = CounterMetricFamily(
+            "tidegate_dns_packet_cache", "plain queries by packet-cache outcome", labels=["result"]
+        )
+        cache.add_metric(["hit"], figs.cache_hits)
+        cache.add_metric(["miss"], figs.cache_misses)
+        yield cache
+        yield GaugeMetricFamily(
+            "tidegate_dns_packet_cache_entries", "rendered responses kept", value=len(zone.packets)
+        )
         yield GaugeMetricFamily("tidegate_dns_soa_serial", "the zone's SOA serial", value=zone.serial)

@@ -84,23 +84,16 @@ class Cached:
 
 
 class PacketCache:
-    __slots__ = ("_entries", "hits", "misses")
+    __slots__ = ("_entries",)
 
     def __init__(self) -> None:
         self._entries: dict[object, Cached] = {}
-        self.hits = 0
-        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, key: object) -> Cached | None:
-        got = self._entries.get(key)
-        if got is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-        return got
+        return self._entries.get(key)
 
     def put(self, key: object, value: Cached) -> None:
         if len(value.wire) > MAX_BYTES:

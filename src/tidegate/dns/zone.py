@@ -124,11 +124,12 @@ class Zone:
             return cached[1]
         fresh = candidates_of(pool)
         self._cache[pool_name] = (pool.version, fresh)
-        # Rendered answers only hold addresses and the serial, both in their keys, so they stay
-        # right; dropping them anyway keeps "the pool changed" and "the cache is fresh" together.
-        self.packets.clear()
-        if cached is not None and cached[1].ips != fresh.ips:
-            self.bump_serial()
+        if cached is not None:
+            # Rendered answers only hold addresses and the serial, both in their keys, so they
+            # stay right; dropping them anyway ties "the pool changed" to "the cache is fresh".
+            self.packets.clear()
+            if cached[1].ips != fresh.ips:
+                self.bump_serial()
         return fresh
 
     def refresh(self) -> None:
