@@ -76,6 +76,8 @@ def test_hundred_thousand_packets_through_the_handler() -> None:
     # The corpus reaches every branch: drops, FORMERR, and proper answers of several kinds.
     assert figs.dropped > 1000 and figs.formerr > 10_000 and answered > 50_000
     assert {"NOERROR", "NXDOMAIN", "REFUSED", "FORMERR", "NOTIMP"} <= set(figs.responses)
+    # Both paths took their share: the packet cache and dnspython's.
+    assert figs.cache_hits > 1000 and figs.cache_misses > 1000
 
 
 def test_the_server_keeps_answering_after_garbage(dns_server: Callable[[str], DnsServer]) -> None:
