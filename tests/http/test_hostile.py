@@ -209,3 +209,18 @@ def test_upstream_response_timeout_is_504(faults, gateway) -> None:
     assert 0.25 <= time.monotonic() - t0 < 2.0
     c.close()
     assert len(slow.seen) == 1
+
+
+def test_a_stalled_upload_is_the_clients_fault_not_the_instances(faults, gateway) -> None:
+    inst = faults("echo")
+    gw = gateway(config([inst.address], limits={"idle_timeout": "300ms", "upstream_response_timeout": "20s"}))
+    with socket.create_connection((gw.host, gw.port), timeout=10) as s:
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+        t0 = time.monotonic()
+        reader = ResponseReader(s)
+        r = reader.read()
+        assert r.status == 408 and r.header("connection") == "close"
+        assert time.monotonic() - t0 < 5.0
+    figures = gw.counters()[inst.address]
+    assert figures.failures == 0 and figures.active == 0
+    assert_serves(gw)

@@ -463,7 +463,7 @@ class ClientConnection(asyncio.Protocol):
         if self.tunnel is not None or self.closed:
             return
         if self.queue:
-            self.queue[0].check(now, self.plan.response_timeout)
+            self.queue[0].check(now, self.plan.response_timeout, self.plan.idle_timeout)
             return
         if self.lingering:
             if now - self.since >= LINGER_SECONDS:

@@ -188,21 +188,32 @@ class Exchange:
         elif task is None and self.req.body is not None:
             self.req.body.abort()
 
-    def check(self, now: float, timeout: float) -> None:
-        """Sweeper tick: an attempt with no upstream activity for `timeout` has timed out."""
+    def check(self, now: float, response_timeout: float, client_timeout: float) -> None:
+        """Sweeper tick: an attempt where nothing moved for too long has timed out.
+
+        Whose fault decides which clock and what follows. Still reading an upload that the
+        instance keeps up with: the client stalls — `idle_timeout`, 408 to it, and the instance
+        is not blamed (a trickling client must not get healthy instances ejected). Otherwise the
+        instance: `upstream_response_timeout`, a failed attempt (504 or a retry).
+        """
         conn = self.conn
         if conn is None or (self.fut is None and not self.fast):
             return
         if self.progress != self.watch or self.client.write_paused:
             self.watch = self.progress
             self.watch_since = now
-        elif now - self.watch_since >= timeout:
-            if conn.committed:
-                conn.discard()
-                self.response_broken(conn)
-            else:
-                conn.discard()
-                self.attempt_failed(conn, Failure.RESPONSE_TIMEOUT)
+            return
+        client_stalls = not self.req.complete and not conn.write_paused and not conn.committed
+        if now - self.watch_since < (client_timeout if client_stalls else response_timeout):
+            return
+        if client_stalls:
+            self.fail_local(408)
+        elif conn.committed:
+            conn.discard()
+            self.response_broken(conn)
+        else:
+            conn.discard()
+            self.attempt_failed(conn, Failure.RESPONSE_TIMEOUT)
 
     # --- the attempt loop -------------------------------------------------------------------
     async def run(self, first: Instance | None = None) -> None:
