@@ -343,3 +343,33 @@ async def test_checks_passing_again_end_an_ejection_but_passing_all_along_do_not
     assert change.cause == "health: tcp connect ok"
     await svc.wait_rounds("web", 2)
     assert ib.state is State.DOWN and svc.describe_pool("web")["instances"][b.address]["ejected_for"] > 25
+
+
+async def test_a_restart_quicker_than_fall_checks_still_ends_the_ejection(backends, running) -> None:
+    """Ejected by the gateway's failures, seen failing by one check only (fewer than `fall`, so
+    the checks' verdict never flips), back: `rise` passes after that failure readmit it."""
+    a, b = await backends.new(), await backends.new()
+    cfg = config(
+        [
+            {
+                "name": "web",
+                "instances": [{"address": x.address} for x in (a, b)],
+                "health": {"type": "tcp", "interval": INTERVAL, "rise": 2, "fall": 3},
+                "outlier": {"consecutive_failures": 2, "ejection": 30, "max_ejected_percent": 100},
+            }
+        ]
+    )
+    rt, svc = await running(cfg)
+    pool = rt.pools["web"]
+    w = Watcher(pool)
+    ia = pool.get(a.address)
+    t0 = time.monotonic()
+    await a.stop()
+    pool.report(ia, False)
+    pool.report(ia, False)
+    assert ia.state is State.DOWN
+    await svc.wait_rounds("web", 1)
+    assert svc.is_healthy("web", ia) is True  # one failure: the verdict has not flipped
+    await a.start()
+    await w.state(a.address, State.UP, t0)
+    assert svc.describe_pool("web")["instances"][a.address]["ejected_for"] is None

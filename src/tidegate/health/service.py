@@ -55,6 +55,9 @@ class _Watch:
     detector: OutlierDetector
     checks: dict[Instance, RiseFall] = field(default_factory=dict)
     last: dict[Instance, ProbeResult] = field(default_factory=dict)
+    # Ejected instances an active check saw failing: passes counted since. A restart can be
+    # quicker than `fall` checks, so the verdict never flips; this still sees "dead, then back".
+    revival: dict[Instance, int] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
     rounds: int = 0  # check rounds completed
     round_done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -239,7 +242,7 @@ class HealthService:
                     continue  # removed while we probed
                 w.last[inst] = res
                 flipped = w.check_of(inst).observe(res.ok)
-                if flipped:
+                if flipped or self._revived(w, inst, res.ok):
                     # Seen dead, now back (a restart): an ejection from the same death is moot
                     # (Envoy's successful_active_health_check_uneject_host, for a rise).
                     w.detector.pardon(inst, self._now())
@@ -254,10 +257,28 @@ class HealthService:
                 self._reconcile(w, inst)
             _prune(w.checks, members)
             _prune(w.last, members)
+            _prune(w.revival, members)
             w.rounds += 1
             w.round_done.set()
             w.round_done = asyncio.Event()
             await asyncio.sleep(max(0.0, hc.interval - (loop.time() - started)))
+
+    @staticmethod
+    def _revived(w: _Watch, inst: Instance, ok: bool) -> bool:
+        """`rise` passes in a row after a failed check, all during one ejection."""
+        if not w.detector.is_ejected(inst):
+            w.revival.pop(inst, None)
+            return False
+        if not ok:
+            w.revival[inst] = 0
+            return False
+        if inst not in w.revival:
+            return False  # never seen failing: the ejection runs its period
+        w.revival[inst] += 1
+        if w.revival[inst] < w.cfg.health.rise:
+            return False
+        del w.revival[inst]
+        return True
 
     # --- passive detection ------------------------------------------------------------------
     def _passive_hook(self, w: _Watch) -> Any:
