@@ -160,10 +160,11 @@ def wrk(url: str, connections: int, seconds: float, close: bool) -> tuple[float,
 
 @dataclass
 class Results:
-    conns: list[float] = field(default_factory=list)
-    bulk: list[float] = field(default_factory=list)
+    conns: list[float] = field(default_factory=list)  # connections/s
+    conn_cpu: list[float] = field(default_factory=list)  # proxy CPU seconds per connection
+    bulk: list[float] = field(default_factory=list)  # bytes/s
+    bulk_cpu: list[float] = field(default_factory=list)  # proxy CPU seconds per byte
     problems: list[str] = field(default_factory=list)
-    cpu: list[float] = field(default_factory=list)
 
 
 def main() -> int:
@@ -180,7 +181,7 @@ def main() -> int:
     if not (NGINX_MODULES / "ngx_stream_module.so").exists():
         sys.exit("bench/tcp needs nginx's stream module (libnginx-mod-stream; see bench/bootstrap)")
 
-    console = Console()
+    console = Console(width=200)
     with tempfile.TemporaryDirectory(prefix="tidegate-bench-tcp-") as tmp:
         work = Path(tmp)
         work.chmod(0o755)  # nginx's workers run as another user and must read the files
@@ -207,39 +208,65 @@ def main() -> int:
             for r in range(args.rounds):
                 for name, (proc, port) in targets.items():
                     base = f"http://127.0.0.1:{port}"
-                    cpu0 = cpu_seconds(proc.popen.pid) if proc else 0.0
+                    cpu = (lambda p=proc: cpu_seconds(p.popen.pid)) if proc else (lambda: 0.0)
+                    cpu0 = cpu()
                     rps, _, p1 = wrk(f"{base}/small", args.connections, args.seconds, close=True)
-                    cpu1 = cpu_seconds(proc.popen.pid) if proc else 0.0
+                    cpu1 = cpu()
                     _, bps, p2 = wrk(f"{base}/big", 1, args.seconds, close=False)
+                    cpu2 = cpu()
                     res = results[name]
                     res.conns.append(rps)
+                    res.conn_cpu.append((cpu1 - cpu0) / (rps * args.seconds))
                     res.bulk.append(bps)
-                    res.cpu.append((cpu1 - cpu0) / args.seconds)
+                    res.bulk_cpu.append((cpu2 - cpu1) / (bps * args.seconds))
                     res.problems += [p for p in (p1, p2) if p]
                     console.print(
-                        f"round {r + 1} {name:9s} {rps:9.0f} conn/s  {bps / 1e9:6.2f} GB/s"
-                        f"  (proxy CPU {res.cpu[-1] * 100:3.0f}% during conn/s)"
+                        f"round {r + 1} {name:9s} {rps:9.0f} conn/s ({res.conn_cpu[-1] * 1e6:5.1f} µs CPU each)"
+                        f"  {bps / 1e6:7.0f} MB/s ({res.bulk_cpu[-1] * 1e9:4.2f} s CPU per GB)"
                     )
         finally:
             for proc in reversed(procs):
                 proc.stop()
 
+    def med(xs: list[float]) -> float:
+        return statistics.median(xs)
+
+    def spread(xs: list[float], scale: float, fmt: str) -> str:
+        return f"{med(xs) * scale:{fmt}} ({min(xs) * scale:{fmt}}-{max(xs) * scale:{fmt}})"
+
+    load = os.getloadavg()[0]
     table = Table(
-        title=f"TCP proxies, {args.rounds} alternating rounds of {args.seconds:g}s, median "
-        f"(one worker each; {os.cpu_count()} CPUs shared with wrk and the instance)"
+        title=f"TCP proxies: {args.rounds} alternating rounds of {args.seconds}s; median (min-max). "
+        f"One worker each; {os.cpu_count()} CPUs shared with wrk and the instance; load average {load:.1f}",
+        title_justify="left",
     )
-    for col in ("proxy", "connections/s", "tidegate ÷ this", "bulk GB/s", "tidegate ÷ this", "problems"):
-        table.add_column(col, justify="right" if col not in ("proxy", "problems") else "left")
-    tg_c = statistics.median(results["tidegate"].conns)
-    tg_b = statistics.median(results["tidegate"].bulk)
+    columns = (
+        "proxy",
+        "connections/s",
+        "tidegate/this",
+        "CPU µs per connection",
+        "tidegate/this",
+        "bulk MB/s",
+        "tidegate/this",
+        "CPU s per GB",
+        "tidegate/this",
+        "problems",
+    )
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("proxy", "problems") else "right")
+    tg = results["tidegate"]
     for name, res in results.items():
-        c, b = statistics.median(res.conns), statistics.median(res.bulk)
+        mine = name == "tidegate"
         table.add_row(
             name,
-            f"{c:,.0f}",
-            f"{tg_c / c:.2f}" if name != "tidegate" else "",
-            f"{b / 1e9:.2f}",
-            f"{tg_b / b:.2f}" if name != "tidegate" else "",
+            spread(res.conns, 1, ",.0f"),
+            "" if mine else f"{med(tg.conns) / med(res.conns):.2f}",
+            spread(res.conn_cpu, 1e6, ".1f") if name != "direct" else "",
+            "" if mine or name == "direct" else f"{med(tg.conn_cpu) / med(res.conn_cpu):.2f}",
+            spread(res.bulk, 1e-6, ",.0f"),
+            "" if mine else f"{med(tg.bulk) / med(res.bulk):.2f}",
+            spread(res.bulk_cpu, 1e9, ".2f") if name != "direct" else "",
+            "" if mine or name == "direct" else f"{med(tg.bulk_cpu) / med(res.bulk_cpu):.2f}",
             "; ".join(sorted(set(res.problems))) or "none",
         )
     console.print(table)
