@@ -119,6 +119,31 @@ async def test_both_fins_seen_still_delivers_what_is_buffered(proxy, client) -> 
         assert await asyncio.wait_for(received, 10) == sent
 
 
+async def test_idle_timeout_ends_a_closing_connection_whose_peer_reads_nothing(proxy) -> None:
+    """Both FINs seen, bytes still held for a client that never reads: the idle timer aborts it
+    instead of leaving a close() waiting forever on the buffer."""
+
+    async def answer_then_fin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"z" * (16 << 20))
+        writer.write_eof()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(answer_then_fin, "127.0.0.1", 0)
+    async with server:
+        svc = await proxy([f"127.0.0.1:{server.sockets[0].getsockname()[1]}"], idle_timeout="300ms")
+        # A high-water mark above the answer: the proxy reads all of it and the FIN behind it.
+        svc.high_water = 64 << 20
+        host, _, port = svc.address.rpartition(":")
+        with socket.create_connection((host, int(port))) as sock:
+            sock.shutdown(socket.SHUT_WR)  # FIN, and never a read
+            await until(lambda: len(svc.connections) == 1 and next(iter(svc.connections)).closing)
+            (conn,) = svc.connections
+            assert conn.client.get_write_buffer_size() > 0
+            await svc.wait_idle(5)
+            assert svc.figures.idle_closed == 1
+
+
 async def test_refused_connect_is_retried_on_another_instance(proxy, named_echo, client, addresses) -> None:
     dead = addresses.refused()
     live = await named_echo("live")

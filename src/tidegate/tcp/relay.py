@@ -341,7 +341,14 @@ class Connection(asyncio.Protocol):
             self.idle_handle = lst.loop.call_at(due, self._idle_check)
             return
         lst.idle_closed(self)
-        self._close_both()
+        # Nothing moved for the whole timeout. A side still holding bytes for a peer that reads
+        # nothing would never finish a close() (that includes a connection already closing
+        # after both FINs): abort it; the others get a FIN.
+        self.client_writable = self.upstream_writable = False
+        if self.client_open:
+            _shut(self.client, self.client.get_write_buffer_size())
+        if self.upstream_open:
+            _shut(self.upstream, self.upstream.get_write_buffer_size())
 
     def _maybe_finish(self) -> None:
         if self.done or self.client_open or self.upstream_open or self.connecting is not None:
