@@ -82,7 +82,7 @@ def test_health_check_failure_leaves_the_answers(
     while "127.0.0.3" in _ips(_answer(host, port)):
         assert time.monotonic() < deadline, proc.output()
     took = time.monotonic() - t0
-    proc.wait_for(rf"{address}: up -> down", timeout=5)
+    proc.wait_for(rf"pool \S+: {address} up -> down", timeout=5)
     # The first failing probe comes at most one interval after the failure, then fall-1 more.
     print(f"dns: removed from answers {took:.3f}s after the failure (fall x interval = {FALL * INTERVAL}s)")
     assert took <= FALL * INTERVAL + 0.3, took

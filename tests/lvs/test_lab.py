@@ -207,7 +207,7 @@ def test_killed_real_server_is_taken_out_by_health_checks(lab: Lab) -> None:
     assert lab.director is not None
     victim = lab.topo.server_ips[2]
     lab.servers[victim].popen.kill()
-    lab.director.wait_for(rf"instance {re.escape(victim)}:80: \S+ -> down", timeout=10)
+    lab.director.wait_for(rf"pool \S+: {re.escape(victim)}:80 \S+ -> down", timeout=10)
     got = lab.curl(12)
     assert lab.names[victim] not in got
     # Health checks time out only after 3 s, so on a loaded machine no healthy server flaps and

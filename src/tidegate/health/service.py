@@ -210,16 +210,6 @@ class HealthService:
 
     # --- state changes, from anyone ---------------------------------------------------------
     def _on_change(self, pool: Pool, change: StateChange) -> None:
-        # The pool logs every change too ("pool web: ADDR up -> down (cause)"); this line, in
-        # the format tidegate printed first, is what scripts and other layers' tests wait on.
-        log.info(
-            "pool %s instance %s: %s -> %s (%s)",
-            change.pool,
-            change.address,
-            change.old.value,
-            change.new.value,
-            change.cause,
-        )
         inst = pool.get(change.address)
         if inst is None:
             return
