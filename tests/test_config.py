@@ -104,3 +104,11 @@ def test_check_command(tmp_path) -> None:
     r = run_tidegate("check", str(bad))
     assert r.returncode == 2
     assert f"{bad}:18: pools[0].health.rise:" in r.stderr
+
+
+def test_etcd_registry_is_refused_not_ignored() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config('[registry]\ntype = "etcd"\n', "r.toml")
+    assert info.value.render() == (
+        'r.toml:2: registry.type: the etcd registry is not part of this build yet; use "file"'
+    )

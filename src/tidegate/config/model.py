@@ -296,6 +296,14 @@ class RegistryConfig(_Section):
     endpoints: list[str] = Field(default_factory=lambda: ["127.0.0.1:2379"])
     prefix: str = "/tidegate/"
 
+    @field_validator("type")
+    @classmethod
+    def _built(cls, v: str) -> str:
+        # Accepting the key and then ignoring it would leave several gateways silently apart.
+        if v == "etcd":
+            raise ValueError('the etcd registry is not part of this build yet; use "file"')
+        return v
+
 
 class Config(_Section):
     admin: AdminConfig | None = None
