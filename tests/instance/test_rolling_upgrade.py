@@ -95,8 +95,8 @@ class Stack:
 
 @pytest.fixture
 def stack(start_tidegate: Callable[..., Proc], write_app: Callable[..., dict[str, str]]) -> Iterator[Stack]:
-    def start(*serve_args: str) -> Stack:
-        gateway = start_tidegate(CONFIG)
+    def start(*serve_args: str, config: str = CONFIG, instances: int = 3) -> Stack:
+        gateway = start_tidegate(config)
         admin = "http://" + gateway.listening["admin"]
         host, port = gateway.address("http")
         serve = Proc(
@@ -107,7 +107,7 @@ def stack(start_tidegate: Callable[..., Proc], write_app: Callable[..., dict[str
                 "serve",
                 "tgapp:app",
                 "--instances",
-                "3",
+                str(instances),
                 "--port",
                 "0",
                 "--register",
@@ -125,7 +125,7 @@ def stack(start_tidegate: Callable[..., Proc], write_app: Callable[..., dict[str
         started.append(serve)
         serve.wait_for(r"tidegate: ready", timeout=30)
         s = Stack(gateway, serve, admin, (host, port), write_app)
-        s.wait_states(lambda st: len(st) == 3 and all(v == "up" for v in st.values()))
+        s.wait_states(lambda st: len(st) == instances and all(v == "up" for v in st.values()))
         return s
 
     started: list[Proc] = []
@@ -201,3 +201,38 @@ async def test_a_new_version_failing_its_health_check_stops_the_rollout(stack: C
     versions = {i["address"]: i["version"] for i in s.supervised()}
     assert versions.pop(bad) == "2-bad" and set(versions.values()) == {"1"}
     assert set(result.versions) == {"1"}
+
+    # The supervisor's exit takes its instances out of the pool the graceful way.
+    assert s.serve.stop() == 0
+    for address in [bad, *versions]:
+        s.serve.wait_for(rf"tidegate: drained and removed {address} from pool 'web'")
+    assert s.pool()["instances"] == []
+
+
+DNS_CONFIG = (
+    CONFIG
+    + """
+[dns]
+listen = "127.0.0.1:0"
+zone = "example.test."
+nameservers = ["ns1.example.test."]
+[[dns.records]]
+name = "www.example.test."
+pool = "web"
+ttl = 1
+"""
+)
+
+
+def test_dns_layer_waits_for_the_ttl_and_says_so(stack: Callable[..., Stack]) -> None:
+    s = stack(config=DNS_CONFIG, instances=2)
+    assert s.pool()["dns"]["max_ttl"] == 1
+    s.write_app("2", True)
+    up = s.upgrade("--layer", "dns", "--dns-grace", "0.2")
+    assert up.popen.wait(60) == 0, up.output()
+    up.wait_for(r"withdraw from DNS answers, wait 1\.2 s \(max TTL 1 s \+ grace 0\.2 s\)")
+    for _ in range(2):  # each instance: how long it waited, and why
+        up.wait_for(r"settle: out of the DNS answers, then waited 1\.\d s for max TTL 1 s \+ grace 0\.2 s")
+    assert len([ln for ln in up.lines if "then waited" in ln]) == 2
+    assert {i["version"] for i in s.supervised()} == {"2"}
+    up.stop()

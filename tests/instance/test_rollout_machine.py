@@ -155,15 +155,21 @@ def test_withdraw_failure_changes_nothing() -> None:
     assert isinstance(out, Finish) and not out.ok and "404 no pool" in out.message
 
 
-def test_dns_waits_ttl_plus_grace_and_never_reads_load() -> None:
-    m = InstanceRollout("10.0.0.1:80", Layer.DNS, Limits(dns_wait=31.0, dns_why="max TTL 30 s + grace 1 s"))
+def test_dns_waits_until_out_of_the_answers_then_ttl_plus_grace() -> None:
+    m = InstanceRollout(
+        "10.0.0.1:80", Layer.DNS, Limits(dns_wait=31.0, dns_why="max TTL 30 s + grace 1 s", poll=0.1)
+    )
     assert m.step(Started(0)) == Withdraw(Layer.DNS)
-    assert m.step(Withdrawn(0)) == Wait(31.0)
+    assert m.step(Withdrawn(0)) == ReadLoad(Layer.DNS)
+    assert m.step(Load(0.1, 1)) == Wait(0.1)  # still in the answers
+    assert m.status == "waiting for it to leave the DNS answers"
+    assert m.step(Waited(0.2)) == ReadLoad(Layer.DNS)
+    assert m.step(Load(0.3, 0)) == Wait(31.0)
     assert "max TTL 30 s" in m.status
     # Woken early (it does not happen, but the machine must not trust the shell's sleep).
-    assert m.step(Waited(20.0)) == Wait(11.0)
-    assert m.step(Waited(31.0)) == AskRestart()
-    assert any("waited 31.0 s for max TTL 30 s + grace 1 s" in n for n in m.notes)
+    assert m.step(Waited(20.3)) == Wait(11.0)
+    assert m.step(Waited(31.3)) == AskRestart()
+    assert any("then waited 31.0 s for max TTL 30 s + grace 1 s" in n for n in m.notes)
 
 
 def test_lvs_quiesces_and_gives_the_weight_back() -> None:
@@ -235,7 +241,8 @@ def test_safety_against_any_environment(data: st.DataObject, layer: Layer) -> No
         if isinstance(cmd, AskRestart):
             # Never before the instance is idle (http, lvs) or its DNS answers have expired.
             if layer is Layer.DNS:
-                assert isinstance(event, Waited)
+                assert isinstance(event, Waited) and m._withdrawn_at is not None
+                assert event.now - m._withdrawn_at >= m.limits.dns_wait
             else:
                 assert isinstance(event, Load) and event.count == 0
         if isinstance(cmd, Readmit) and restarted and isinstance(event, Probed):

@@ -30,11 +30,26 @@ def test_parse_pools_accepts_lists_and_maps() -> None:
         parse_pools("nonsense")
 
 
+def test_dns_answers_count_only_an_address_of_its_own() -> None:
+    doc = pool_doc(["draining", "up", "up"])
+    insts = doc["pools"][0]["instances"]  # type: ignore[index]
+    insts[0]["dns"] = {"ip": "10.0.0.1", "in_answers": True}
+    insts[1]["dns"] = {"ip": "10.0.0.2", "in_answers": True}
+    insts[2]["dns"] = {"ip": "10.0.0.3", "in_answers": True}
+    pool = parse_pools(doc)["web"]
+    assert pool.answered_for(pool.instances[0])  # still answered: wait for it to leave
+    insts[1]["dns"]["ip"] = "10.0.0.1"  # another serving instance on the same IP (another port)
+    pool = parse_pools(doc)["web"]
+    assert not pool.answered_for(pool.instances[0])  # answered for that one: nothing to wait for
+    insts[0]["dns"]["in_answers"] = False
+    assert not parse_pools(doc)["web"].answered_for(pool.instances[0])
+
+
 def test_lvs_connections_prefer_the_lvs_figures() -> None:
     doc = pool_doc(["up"])
     doc["pools"][0]["instances"][0]["lvs"] = {"active": 2, "inactive": 5}  # type: ignore[index]
     inst = parse_pools(doc)["web"].instances[0]
-    assert inst.lvs_connections() == 7 and inst.connections == 0
+    assert inst.lvs_connections() == 2 and inst.connections == 0  # active ones, as ipvsadm's ActiveConn
 
 
 def test_batches_and_the_pool_health_settings() -> None:

@@ -34,18 +34,22 @@ class InstanceView:
         return ""
 
     def lvs_connections(self) -> int:
-        """Connections the LVS layer counts for this real server (active + inactive when given)."""
+        """Established connections the LVS director holds for this real server ("lvs": {"active"}),
+        as `ipvsadm` counts ActiveConn; entries closing (inactive) need no waiting for."""
         lvs = self.raw.get("lvs")
-        if isinstance(lvs, Mapping):
-            total = 0
-            found = False
-            for key in ("active", "active_connections", "inactive", "inactive_connections"):
-                if isinstance(lvs.get(key), int):
-                    total += lvs[key]
-                    found = True
-            if found:
-                return total
+        if isinstance(lvs, Mapping) and isinstance(lvs.get("active"), int):
+            return int(lvs["active"])
         return self.connections
+
+    @property
+    def dns_ip(self) -> str | None:
+        dns = self.raw.get("dns")
+        return str(dns["ip"]) if isinstance(dns, Mapping) and dns.get("ip") else None
+
+    @property
+    def in_dns_answers(self) -> bool:
+        dns = self.raw.get("dns")
+        return bool(isinstance(dns, Mapping) and dns.get("in_answers"))
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,17 @@ class PoolView:
             if inst.address == address:
                 return inst
         return None
+
+    def answered_for(self, inst: InstanceView) -> bool:
+        """Is `inst`'s address in the DNS answers on its own account? An address shared with
+        another instance that still serves (several ports on one IP) stays in them for that one:
+        DNS cannot tell them apart, so there is nothing to wait for."""
+        if not inst.in_dns_answers:
+            return False
+        return not any(
+            o.address != inst.address and o.dns_ip == inst.dns_ip and o.state in ("up", "slow-start")
+            for o in self.instances
+        )
 
     @property
     def dns(self) -> Mapping[str, Any] | None:

@@ -7,8 +7,9 @@ outcome. Time comes in with the events, so the machine is tested without sleepin
     withdraw  take the instance out of new work — http and dns: drain at the gateway (the address
               also leaves DNS answers); lvs: quiesce (weight 0)
     settle    http: in-flight requests (the gateway's "connections") reach 0;
-              lvs: the real server's connection count reaches 0;
-              dns: wait the pool's max TTL plus grace, since caches hold the address that long
+              lvs: the real server's active connection count reaches 0;
+              dns: the address leaves the answers, then wait the pool's max TTL plus grace,
+              since resolvers' caches may hand it out that long
     restart   ask the instance's supervisor to restart it (SIGTERM → drain → exit → start again)
     starting  the supervisor reports the new process (a higher generation) listening
     health    the new process answers its health check `rise` times in a row, `interval` apart
@@ -58,6 +59,13 @@ class Limits:
     poll: float = 0.1  # between reads of the figures and of the supervisor's state
     dns_wait: float = 0.0  # dns layer: max TTL + grace
     dns_why: str = ""
+
+
+_WITHDRAWN = {
+    Layer.HTTP: "drained at the gateway",
+    Layer.DNS: "drained (its address leaves the DNS answers)",
+    Layer.LVS: "quiesced (weight 0)",
+}
 
 
 # --- events: what happened ------------------------------------------------------------------------
@@ -202,6 +210,7 @@ class InstanceRollout:
         self._pending_failure: str | None = None  # said once the readmission after a failure is done
         self._supervisor_seen = ""
         self._readmitted_at: float | None = None
+        self._withdrawn_at: float | None = None  # dns: when the address left the answers
         self.gateway_state = ""
 
     # The one entry point.
@@ -219,6 +228,8 @@ class InstanceRollout:
     def status(self) -> str:
         """A short line for the progress display."""
         if self.phase is Phase.SETTLE and self.layer is Layer.DNS:
+            if self._withdrawn_at is None:
+                return "waiting for it to leave the DNS answers"
             return f"waiting {self.limits.dns_wait:g} s ({self.limits.dns_why})"
         if self.phase is Phase.SETTLE and self.load is not None:
             return f"{self.load} {'in flight' if self.layer is Layer.HTTP else 'connections'}"
@@ -254,24 +265,34 @@ class InstanceRollout:
             return Finish(False, f"{self.address}: could not take it out of rotation: {event.what}")
         if not isinstance(event, Withdrawn):
             return self._unexpected(event)
-        self._note(event.now, "quiesced (weight 0)" if self.layer is Layer.LVS else "drained at the gateway")
+        self._note(event.now, _WITHDRAWN[self.layer])
         self._enter(Phase.SETTLE, event.now)
-        if self.layer is Layer.DNS:
-            return Wait(self.limits.dns_wait)
         return ReadLoad(self.layer)
 
     def _on_settle(self, event: Event) -> Command:
         now = event.now
-        if self.layer is Layer.DNS:
-            if isinstance(event, Waited) and now - self.phase_since >= self.limits.dns_wait:
-                self._note(now, f"waited {now - self.phase_since:.1f} s for {self.limits.dns_why}")
+        if self.layer is Layer.DNS and self._withdrawn_at is not None:
+            # Out of the answers: now caches must forget it (max TTL + grace), whatever it serves.
+            waited = now - self._withdrawn_at
+            if not isinstance(event, Waited):
+                return self._unexpected(event)
+            if waited >= self.limits.dns_wait:
+                self._note(
+                    now,
+                    f"out of the DNS answers, then waited {waited:.1f} s for {self.limits.dns_why}",
+                )
                 return self._ask_restart(now)
-            if isinstance(event, Waited):
-                return Wait(self.limits.dns_wait - (now - self.phase_since))
-            return self._unexpected(event)
-        what = "requests in flight" if self.layer is Layer.HTTP else "connections"
+            return Wait(self.limits.dns_wait - waited)
+        what = {
+            Layer.HTTP: "requests in flight",
+            Layer.LVS: "connections",
+            Layer.DNS: "DNS answers",
+        }[self.layer]
         if isinstance(event, Load):
             self.load = event.count
+            if event.count <= 0 and self.layer is Layer.DNS:
+                self._withdrawn_at = now
+                return Wait(self.limits.dns_wait)
             if event.count <= 0:
                 self._note(now, f"0 {what}")
                 return self._ask_restart(now)
@@ -283,11 +304,12 @@ class InstanceRollout:
         if isinstance(event, Waited):
             return ReadLoad(self.layer)
         if now - self.phase_since >= self.limits.settle_timeout:
-            left = (
-                f"still {self.load} {what}"
-                if self.load is not None
-                else f"could not read them: {self.last_probe}"
-            )
+            if self.layer is Layer.DNS and self.load:
+                left = "its address is still in the DNS answers"
+            elif self.load is not None:
+                left = f"still {self.load} {what}"
+            else:
+                left = f"could not read them: {self.last_probe}"
             return self._readmit_and_fail(
                 now,
                 f"{self.address}: {left} after {self.limits.settle_timeout:g} s; "

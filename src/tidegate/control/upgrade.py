@@ -165,10 +165,16 @@ class Upgrade:
                     await self.admin.set_state(self.pool, address, "drain")
                 return Withdrawn(time.monotonic())
             if isinstance(command, ReadLoad):
-                view = (await self.admin.pool(self.pool)).get(address)
+                pool = await self.admin.pool(self.pool)
+                view = pool.get(address)
                 if view is None:
                     return Failed(time.monotonic(), f"{address} is no longer in pool {self.pool!r}")
-                count = view.lvs_connections() if command.layer is Layer.LVS else view.connections
+                if command.layer is Layer.LVS:
+                    count = view.lvs_connections()
+                elif command.layer is Layer.DNS:
+                    count = 1 if pool.answered_for(view) else 0
+                else:
+                    count = view.connections
                 return Load(time.monotonic(), count)
             if isinstance(command, AskRestart):
                 generation = await supervisor_client.restart(supervisor, address)
