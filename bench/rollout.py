@@ -149,7 +149,8 @@ def main() -> int:
         }
         print(
             f"\nbench/rollout: 3 instances, batch {a.batch}, {a.processes} load processes x {a.connections} "
-            f"keep-alive connections (GET / and POST /echo 4 KiB), {os.cpu_count()} CPUs; "
+            f"keep-alive connections (GET / and POST /echo 4 KiB), {os.cpu_count()} CPUs, "
+            f"load average {os.getloadavg()[0]:.1f} at the end; "
             f"upgrade exit code {code}, rollout took {ended - began:.1f} s"
         )
         print(
