@@ -276,7 +276,7 @@ class InstanceRollout:
             waited = now - self._withdrawn_at
             if not isinstance(event, Waited):
                 return self._unexpected(event)
-            if waited >= self.limits.dns_wait:
+            if waited >= self.limits.dns_wait - 1e-3:  # (a sleep may end a hair early)
                 self._note(
                     now,
                     f"out of the DNS answers, then waited {waited:.1f} s for {self.limits.dns_why}",
