@@ -112,3 +112,10 @@ def test_etcd_registry_is_refused_not_ignored() -> None:
     assert info.value.render() == (
         'r.toml:2: registry.type: the etcd registry is not part of this build yet; use "file"'
     )
+
+
+def test_dns_zone_needs_a_name_server() -> None:
+    text = '[dns]\nlisten = "127.0.0.1:0"\nzone = "example.test."\nnameservers = []\n'
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "d.toml")
+    assert info.value.render().startswith("d.toml:4: dns.nameservers: needs at least one name server")

@@ -232,7 +232,7 @@ class DnsRecordConfig(_Section):
 class DnsConfig(_Section):
     listen: Address
     zone: str
-    nameservers: list[str] = Field(default_factory=list)
+    nameservers: list[str] = Field(default_factory=list, validate_default=True)
     negative_ttl: int = Field(default=60, ge=0)
     records: list[DnsRecordConfig] = Field(default_factory=list)
 
@@ -246,6 +246,9 @@ class DnsConfig(_Section):
     @field_validator("nameservers")
     @classmethod
     def _ns(cls, v: list[str]) -> list[str]:
+        if not v:
+            # The apex's NS set and the SOA's MNAME come from here; a zone cannot be served without.
+            raise ValueError('needs at least one name server, e.g. ["ns1.example.test."]')
         return [dns_name(n) for n in v]
 
 
