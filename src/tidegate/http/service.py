@@ -22,6 +22,7 @@ from tidegate.http.access_log import AccessLog
 from tidegate.http.attempts import RetryBudget
 from tidegate.http.client import ClientConnection
 from tidegate.http.plan import Plan
+from tidegate.http.section import section_after_reload
 from tidegate.http.upstream import Upstreams
 
 log = logging.getLogger("tidegate.http")
@@ -70,7 +71,7 @@ class HttpService:
         self._sweeper = self.loop.create_task(self._sweep())
 
     async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:
-        cfg = self._my_section(config)
+        cfg = section_after_reload(config, self.cfg.listen, self.index)
         if cfg is None:
             log.warning(
                 "%s: no [[http]] section listens on %s any more; keeping the old one",
@@ -88,14 +89,6 @@ class HttpService:
             self.access_log = AccessLog(cfg.access_log) if cfg.access_log else None
         self.cfg = cfg
         self.upstreams.retain({inst for pool in pools.values() for inst in pool})
-
-    def _my_section(self, config: Config) -> HttpConfig | None:
-        for h in config.http:
-            if h.listen == self.cfg.listen:
-                return h
-        if self.index < len(config.http):
-            return config.http[self.index]
-        return None
 
     async def stop(self, grace: float) -> None:
         self.stopping = True

@@ -24,6 +24,7 @@ from tidegate.balancing.pool import Pool
 from tidegate.balancing.state import State
 from tidegate.config.model import Config, HttpConfig, split_address
 from tidegate.http import worker_wire as wire
+from tidegate.http.section import section_after_reload
 
 log = logging.getLogger("tidegate.http")
 
@@ -113,7 +114,7 @@ class WorkersService:
         self._sync = asyncio.get_running_loop().create_task(self._sync_pools())
 
     async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:
-        cfg = self._my_section(config)
+        cfg = section_after_reload(config, self.cfg.listen, self.index)
         if cfg is None:
             log.warning(
                 "%s: no [[http]] section listens on %s any more; keeping the old one",
@@ -140,14 +141,6 @@ class WorkersService:
         }
         for child in self.children:
             child.send(msg)
-
-    def _my_section(self, config: Config) -> HttpConfig | None:
-        for h in config.http:
-            if h.listen == self.cfg.listen:
-                return h
-        if self.index < len(config.http):
-            return config.http[self.index]
-        return None
 
     async def stop(self, grace: float) -> None:
         self.stopping = True

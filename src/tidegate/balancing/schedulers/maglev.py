@@ -15,13 +15,13 @@ round-robin; `avoid` walks on to the following slots.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from math import gcd
 
-from tidegate.balancing.hashing import key_hash, name_hash
+from tidegate.balancing.hashing import name_hash
 from tidegate.balancing.instance import Instance
 from tidegate.balancing.scheduler import register
-from tidegate.balancing.schedulers.round_robin import RoundRobin
+from tidegate.balancing.schedulers.lookup_table import LookupTable
 
 TABLE_SIZE = 65537  # the paper's; IPVS defaults to 4093
 
@@ -66,42 +66,15 @@ def maglev_table(addresses: Sequence[str], weights: Sequence[int], size: int) ->
             position[i] = slot
 
 
-class Maglev:
+class Maglev(LookupTable):
     def __init__(self, table_size: int = TABLE_SIZE) -> None:
         if not is_prime(table_size):
             raise ValueError(f"maglev table size must be prime, not {table_size}")
+        super().__init__()
         self._size = table_size
-        self._signature: tuple[tuple[Instance, int], ...] = ()
-        self._table: list[Instance] = []
-        self._fallback = RoundRobin()
 
-    def update(self, instances: Sequence[Instance]) -> None:
-        self._fallback.update(instances)
-        ordered = sorted(instances, key=lambda i: i.address)
-        signature = tuple((i, i.weight) for i in ordered)
-        if signature == self._signature:
-            return
-        self._signature = signature
-        if not ordered:
-            self._table = []
-            return
-        owners = maglev_table([i.address for i in ordered], [i.weight for i in ordered], self._size)
-        self._table = [ordered[o] for o in owners]
-
-    def pick(self, key: bytes | None = None, avoid: Collection[Instance] = ()) -> Instance | None:
-        table = self._table
-        if key is None or not table:
-            return self._fallback.pick(key, avoid)
-        slot = key_hash(key) % self._size
-        inst = table[slot]
-        if not avoid or inst not in avoid:
-            return inst
-        size = self._size
-        for step in range(1, size):
-            other = table[(slot + step) % size]
-            if other not in avoid:
-                return other
-        return inst
+    def owners(self, ordered: Sequence[Instance]) -> list[int]:
+        return maglev_table([i.address for i in ordered], [i.weight for i in ordered], self._size)
 
 
 register("maglev")(Maglev)

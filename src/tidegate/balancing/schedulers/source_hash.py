@@ -11,13 +11,12 @@ IPVS's `sh-fallback`.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from math import gcd
 
-from tidegate.balancing.hashing import key_hash
 from tidegate.balancing.instance import Instance
 from tidegate.balancing.scheduler import register
-from tidegate.balancing.schedulers.round_robin import RoundRobin
+from tidegate.balancing.schedulers.lookup_table import LookupTable
 
 BUCKETS = 256
 
@@ -37,34 +36,6 @@ def bucket_owners(weights: Sequence[int], buckets: int = BUCKETS) -> list[int]:
 
 @register("source-hash")
 @register("sh")
-class SourceHash:
-    def __init__(self) -> None:
-        self._signature: tuple[tuple[Instance, int], ...] = ()
-        self._table: list[Instance] = []
-        self._fallback = RoundRobin()
-
-    def update(self, instances: Sequence[Instance]) -> None:
-        self._fallback.update(instances)
-        ordered = sorted(instances, key=lambda i: i.address)
-        signature = tuple((i, i.weight) for i in ordered)
-        if signature == self._signature:
-            return
-        self._signature = signature
-        if not ordered:
-            self._table = []
-            return
-        self._table = [ordered[o] for o in bucket_owners([i.weight for i in ordered])]
-
-    def pick(self, key: bytes | None = None, avoid: Collection[Instance] = ()) -> Instance | None:
-        table = self._table
-        if key is None or not table:
-            return self._fallback.pick(key, avoid)
-        b = key_hash(key) & (BUCKETS - 1)
-        inst = table[b]
-        if not avoid or inst not in avoid:
-            return inst
-        for step in range(1, BUCKETS):
-            other = table[(b + step) & (BUCKETS - 1)]
-            if other not in avoid:
-                return other
-        return inst
+class SourceHash(LookupTable):
+    def owners(self, ordered: Sequence[Instance]) -> list[int]:
+        return bucket_owners([i.weight for i in ordered])
