@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+
 from tidegate.config.model import Config, HttpConfig
 
+log = logging.getLogger(__name__)
 
-def section_after_reload(config: Config, listen: str, index: int) -> HttpConfig | None:
-    """The section with the same listen address, else the one at the same position, else None
-    (the section was removed: the listener keeps its old settings and says so)."""
+
+def section_after_reload(config: Config, current: HttpConfig, index: int, name: str) -> HttpConfig:
+    """The section with the same listen address, else the one at the same position. A removed
+    section keeps the old settings, and a new listen address keeps the bound one: both need a
+    restart, and saying so beats silently half-applying them."""
     for h in config.http:
-        if h.listen == listen:
+        if h.listen == current.listen:
             return h
-    if index < len(config.http):
-        return config.http[index]
-    return None
+    if index >= len(config.http):
+        log.warning(
+            "%s: no [[http]] section listens on %s any more; keeping the old one", name, current.listen
+        )
+        return current
+    new = config.http[index]
+    log.warning("%s: a new listen address needs a restart; keeping %s", name, current.listen)
+    return new.model_copy(update={"listen": current.listen})

@@ -71,16 +71,7 @@ class HttpService:
         self._sweeper = self.loop.create_task(self._sweep())
 
     async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:
-        cfg = section_after_reload(config, self.cfg.listen, self.index)
-        if cfg is None:
-            log.warning(
-                "%s: no [[http]] section listens on %s any more; keeping the old one",
-                self.name,
-                self.cfg.listen,
-            )
-            cfg = self.cfg
-        elif cfg.listen != self.cfg.listen:
-            log.warning("%s: a new listen address needs a restart; keeping %s", self.name, self.address)
+        cfg = section_after_reload(config, self.cfg, self.index, self.name)
         self.pools = pools
         self.plan = Plan(cfg, pools, self.budgets)
         if cfg.access_log != self.cfg.access_log:

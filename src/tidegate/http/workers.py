@@ -114,17 +114,7 @@ class WorkersService:
         self._sync = asyncio.get_running_loop().create_task(self._sync_pools())
 
     async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:
-        cfg = section_after_reload(config, self.cfg.listen, self.index)
-        if cfg is None:
-            log.warning(
-                "%s: no [[http]] section listens on %s any more; keeping the old one",
-                self.name,
-                self.cfg.listen,
-            )
-            cfg = self.cfg
-        elif cfg.listen != self.cfg.listen:
-            log.warning("%s: a new listen address needs a restart; keeping %s", self.name, self.address)
-            cfg = cfg.model_copy(update={"listen": self.cfg.listen})
+        cfg = section_after_reload(config, self.cfg, self.index, self.name)
         if cfg.workers != self.cfg.workers:
             log.warning(
                 "%s: a new number of workers needs a restart; keeping %d", self.name, len(self.children)

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from tidegate.instance.asgi import Receive, Scope, Send
+from tidegate.instance.asgi import Receive, Scope, Send, answer_lifespan
 
 
 def _read_version() -> str:
@@ -42,13 +42,8 @@ async def _reply(send: Send, status: int, body: bytes, ctype: bytes = b"text/pla
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await answer_lifespan(receive, send)
+        return
     if scope["type"] != "http":
         return
     host, port = scope["server"] or ("?", 0)

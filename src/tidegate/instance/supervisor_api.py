@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from urllib.parse import unquote
 
-from tidegate.instance.asgi import Receive, Scope, Send
+from tidegate.instance.asgi import Receive, Scope, Send, answer_lifespan
 from tidegate.instance.child_state import ChildState
 from tidegate.instance.supervisor import Supervisor
 
@@ -31,13 +31,8 @@ async def _json(send: Send, status: int, body: object) -> None:
 def control_app(supervisor: Supervisor):  # type: ignore[no-untyped-def]
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await answer_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         method, parts = scope["method"], [unquote(p) for p in scope["path"].strip("/").split("/")]
