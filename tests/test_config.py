@@ -114,6 +114,48 @@ def test_etcd_registry_is_refused_not_ignored() -> None:
     )
 
 
+def _etcd_registry_config() -> None:
+    cfg = parse_config(
+        '[registry]\ntype = "etcd"\nendpoints = ["127.0.0.1:2379", "https://etcd.test:2379/"]\n'
+        'prefix = "/tg/prod/"\nlease = "15s"\n'
+    )
+    assert cfg.registry.type == "etcd"
+    assert cfg.registry.endpoints == ["http://127.0.0.1:2379", "https://etcd.test:2379"]
+    assert cfg.registry.prefix == "/tg/prod/"
+    assert cfg.registry.lease == 15.0
+    default = parse_config('[registry]\ntype = "etcd"\n').registry
+    assert (default.endpoints, default.prefix, default.lease) == (
+        ["http://127.0.0.1:2379"],
+        "/tidegate/",
+        10.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("endpoints = []", "registry.endpoints: needs at least one endpoint"),
+        ('endpoints = ["ftp://a:1"]', "registry.endpoints: 'ftp://a:1': an etcd endpoint is http"),
+        (
+            'endpoints = ["http://a:1/v3"]',
+            "registry.endpoints: 'http://a:1/v3': an etcd endpoint has no path",
+        ),
+        ('endpoints = ["127.0.0.1"]', "registry.endpoints: '127.0.0.1' is not HOST:PORT"),
+        ('endpoints = ["127.0.0.1:0"]', "registry.endpoints: '127.0.0.1:0': port 0"),
+        ('prefix = "tidegate"', "registry.prefix: 'tidegate': a key prefix starts and ends with /"),
+        ('prefix = "/a//b/"', "registry.prefix: '/a//b/': a key prefix starts and ends with /"),
+        ('lease = "1s"', "registry.lease: must be whole seconds from 2s to 1h"),
+        ('lease = "2.5s"', "registry.lease: must be whole seconds from 2s to 1h"),
+        ('lease = "10x"', "registry.lease: bad duration '10x'"),
+        ("ttl = 3", "registry.ttl: unknown key"),
+    ],
+)
+def test_etcd_registry_errors_name_file_line_and_key(line: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(f'[registry]\ntype = "file"\n{line}\n', "r.toml")
+    assert info.value.render().startswith(f"r.toml:3: {message}"), info.value.render()
+
+
 def test_dns_zone_needs_a_name_server() -> None:
     text = '[dns]\nlisten = "127.0.0.1:0"\nzone = "example.test."\nnameservers = []\n'
     with pytest.raises(ConfigError) as info:

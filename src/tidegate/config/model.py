@@ -294,10 +294,51 @@ class AdminConfig(_Section):
     _addr = field_validator("listen")(_check_address)
 
 
+def etcd_endpoint(value: str) -> str:
+    """ "http://HOST:PORT" from "HOST:PORT", "http://HOST:PORT" or "https://HOST:PORT" (a trailing
+    slash allowed): the base URL of an etcd member's JSON gateway."""
+    text = value.strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "http", text
+    if scheme not in ("http", "https"):
+        raise ValueError(f"{value!r}: an etcd endpoint is http://HOST:PORT or https://HOST:PORT")
+    rest = rest.rstrip("/")
+    if "/" in rest:
+        raise ValueError(f"{value!r}: an etcd endpoint has no path, e.g. http://127.0.0.1:2379")
+    _, port = split_address(rest)
+    if port == 0:
+        raise ValueError(f"{value!r}: port 0")
+    return f"{scheme}://{rest}"
+
+
+def etcd_prefix(value: str) -> str:
+    if not value.startswith("/") or not value.endswith("/") or "//" in value:
+        raise ValueError(f"{value!r}: a key prefix starts and ends with / (e.g. /tidegate/)")
+    if any(c.isspace() for c in value):
+        raise ValueError(f"{value!r}: no spaces in a key prefix")
+    return value
+
+
 class RegistryConfig(_Section):
+    """Where the instance registry and the operator's state live: this file only ("file"), or an
+    etcd cluster shared by several tidegate processes ("etcd", README "The etcd registry")."""
+
     type: Literal["file", "etcd"] = "file"
-    endpoints: list[str] = Field(default_factory=lambda: ["127.0.0.1:2379"])
+    endpoints: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:2379"])
     prefix: str = "/tidegate/"
+    # The TTL of what this process keeps alive in etcd (its presence record); etcd counts whole
+    # seconds and will not keep a lease under its election timeout, hence the floor.
+    lease: Duration = 10.0
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError('needs at least one endpoint, e.g. ["http://127.0.0.1:2379"]')
+        return [etcd_endpoint(e) for e in v]
+
+    _prefix = field_validator("prefix")(etcd_prefix)
 
     @field_validator("type")
     @classmethod
@@ -305,6 +346,13 @@ class RegistryConfig(_Section):
         # Accepting the key and then ignoring it would leave several gateways silently apart.
         if v == "etcd":
             raise ValueError('the etcd registry is not part of this build yet; use "file"')
+        return v
+
+    @field_validator("lease")
+    @classmethod
+    def _lease(cls, v: float) -> float:
+        if v != int(v) or not 2 <= v <= 3600:
+            raise ValueError("must be whole seconds from 2s to 1h, e.g. 10s")
         return v
 
 
