@@ -29,3 +29,10 @@ class Service(Protocol):
 # Optional, for services that have per-pool facts to show in GET /api/pools (the admin API merges
 # the dict under the service's name, e.g. "dns": {"max_ttl": 30, ...}):
 #     def describe_pool(self, pool: str) -> dict[str, object] | None
+#
+# Sections added or removed by a reload (control/sections.py): the runtime starts a new service
+# for an added one and stops a removed one with stop(grace) in the background. Kinds that listen
+# also offer `bind_sockets(section_cfg) -> list[socket]` beside `make_service`, which then takes
+# them as `sockets=`: a reload binds every new listener before it changes anything, and refuses
+# the whole reload if one cannot bind. Services of repeatable sections ([[http]], [[tcp]]) have
+# `index`, the position of their section in the runtime's config, which the runtime keeps current.

@@ -131,3 +131,34 @@ def test_admin_drain_and_api_pools(
     assert mine["answered"] >= 1 and mine["last_answered_s_ago"] is not None
     assert sorted(facts["in_answers"]) == ["127.0.0.3", "127.0.0.4"]
     assert facts["records"]["www.example.test."]["queries"] == 2
+
+
+def _reload(proc: Proc, text: str) -> int:
+    proc.config_path.write_text(text)  # type: ignore[attr-defined]
+    mark = len(proc.lines)
+    proc.signal(signal.SIGHUP)
+    proc.wait_for_new(r"tidegate: reloaded|reload refused", mark)
+    return mark
+
+
+def test_sighup_starts_an_added_dns_section_and_stops_a_removed_one(
+    start_tidegate: Callable[..., Proc], listeners: list[socket.socket]
+) -> None:
+    full = _config(listeners)
+    pools_only = full[: full.index("[dns]")]
+    proc = start_tidegate(pools_only)
+    assert "dns" not in proc.listening
+    mark = _reload(proc, full)
+    proc.wait_for_new(r"tidegate: dns listening on", mark, timeout=5)
+    host, port = proc.address("dns")
+    assert len(_ips(_answer(host, port))) == 3
+    mark = _reload(proc, pools_only)
+    proc.wait_for_new(r"dns: stopped", mark, timeout=10)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((host, port), timeout=5).close()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.settimeout(5)
+        udp.connect((host, port))  # connected: the ICMP port-unreachable comes back as an error
+        udp.send(dns.message.make_query("www.example.test.", "A").to_wire())
+        with pytest.raises(ConnectionRefusedError):
+            udp.recv(512)

@@ -54,8 +54,11 @@ class _Server(uvicorn.Server):
 class AdminService:
     name = "admin"
 
-    def __init__(self, cfg: AdminConfig, runtime: Runtime) -> None:
+    def __init__(
+        self, cfg: AdminConfig, runtime: Runtime, sockets: list[socket.socket] | None = None
+    ) -> None:
         self.cfg = cfg
+        self.sockets = sockets  # bound already (by a reload), else start() binds
         self.runtime = runtime
         self.token = cfg.token
         self.iops = IopsMeter()
@@ -72,7 +75,7 @@ class AdminService:
     # --- Service --------------------------------------------------------------------------
     async def start(self) -> None:
         self.registry.register(self._collector)
-        sock = _bind(self.cfg.listen)
+        (sock,), self.sockets = self.sockets or bind_sockets(self.cfg), None
         host, port = sock.getsockname()[:2]
         self.address = (host, port)
         config = uvicorn.Config(
@@ -253,5 +256,11 @@ def _bind(listen: str) -> socket.socket:
     return sock
 
 
-def make_service(cfg: AdminConfig, runtime: Runtime) -> AdminService:
-    return AdminService(cfg, runtime)
+def bind_sockets(cfg: AdminConfig) -> list[socket.socket]:
+    return [_bind(cfg.listen)]
+
+
+def make_service(
+    cfg: AdminConfig, runtime: Runtime, sockets: list[socket.socket] | None = None
+) -> AdminService:
+    return AdminService(cfg, runtime, sockets)

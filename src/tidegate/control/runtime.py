@@ -12,8 +12,9 @@ import asyncio
 import importlib
 import logging
 import signal
+import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from tidegate.balancing.pool import Pool
 from tidegate.config import Config, ConfigError, load_config
 from tidegate.control.pools import build_pools, reload_pools
+from tidegate.control.sections import REPEATABLE, Section, plan_sections, sections_of
 from tidegate.service import Service
 
 log = logging.getLogger("tidegate")
@@ -38,10 +40,30 @@ _FACTORIES: dict[str, str] = {
 }
 
 
+# Kinds whose listeners a reload binds before it changes anything: "module:function" taking the
+# section's config and returning its bound sockets, which the factory then takes as `sockets=`.
+_BINDERS: dict[str, str] = {
+    "admin": "tidegate.control.admin:bind_sockets",
+    "http": "tidegate.http.service:bind_sockets",
+    "tcp": "tidegate.tcp.service:bind_sockets",
+    "dns": "tidegate.dns.service:bind_sockets",
+}
+
+
+def _load(target: str) -> Callable[..., Any]:
+    module, _, attr = target.partition(":")
+    fn: Callable[..., Any] = getattr(importlib.import_module(module), attr)
+    return fn
+
+
 def _factory(section: str) -> Callable[..., Service]:
-    module, _, attr = _FACTORIES[section].partition(":")
-    factory: Callable[..., Service] = getattr(importlib.import_module(module), attr)
-    return factory
+    return _load(_FACTORIES[section])
+
+
+def _close(sockets: Iterable[list[socket.socket]]) -> None:
+    for socks in sockets:
+        for sock in socks:
+            sock.close()
 
 
 class Runtime:
@@ -56,33 +78,35 @@ class Runtime:
         self.stopped = asyncio.Event()
         self.reloads = 0
         self._stopping = False
+        # The section each running service follows, in step with self.services.
+        self._sections: list[Section] = []
+        self._retiring: set[asyncio.Task[None]] = set()  # services whose section a reload removed
+        self._reload_lock = asyncio.Lock()
         # Every service registers its Prometheus collectors here; the admin API serves it.
         self.metrics = CollectorRegistry(auto_describe=True)
         self.extra: dict[str, Any] = {}  # services share objects here
 
-    def _make_services(self) -> list[Service]:
-        cfg = self.config
-        out: list[Service] = []
-        if cfg.pools:
-            out.append(_factory("health")(cfg, self))
-        if cfg.admin is not None:
-            out.append(_factory("admin")(cfg.admin, self))
-        for h in cfg.http:
-            out.append(_factory("http")(h, self))
-        for t in cfg.tcp:
-            out.append(_factory("tcp")(t, self))
-        if cfg.dns is not None:
-            out.append(_factory("dns")(cfg.dns, self))
-        if cfg.lvs is not None:
-            out.append(_factory("lvs")(cfg.lvs, self))
-        return out
+    def _make(self, section: Section, sockets: list[socket.socket] | None = None) -> Service:
+        factory = _factory(section.kind)
+        svc = (
+            factory(section.cfg, self, sockets=sockets) if sockets is not None else factory(section.cfg, self)
+        )
+        if section.kind in REPEATABLE:
+            svc.index = section.position  # type: ignore[attr-defined]
+        return svc
 
     async def start(self) -> None:
-        self.services = self._make_services()
+        self._sections = sections_of(self.config)
+        self.services = [self._make(s) for s in self._sections]
         for svc in self.services:
             await svc.start()
 
     async def reload(self) -> bool:
+        # Two SIGHUPs in a row: the second reload starts after the first, never inside it.
+        async with self._reload_lock:
+            return await self._reload()
+
+    async def _reload(self) -> bool:
         if self.config_path is None:
             return False
         try:
@@ -90,14 +114,79 @@ class Runtime:
         except ConfigError as exc:
             log.error("reload refused, config unchanged:\n%s", exc.render())
             return False
+        wanted = sections_of(new)
+        plan = plan_sections([s.key for s in self._sections], [s.key for s in wanted])
+        # Bind every new listener first: one that cannot bind refuses the whole reload, as with
+        # nginx and HAProxy, rather than leave a config running that is neither old nor new.
+        bound: dict[int, list[socket.socket]] = {}
+        for j in plan.added:
+            section = wanted[j]
+            if section.kind not in _BINDERS:
+                continue
+            try:
+                bound[j] = _load(_BINDERS[section.kind])(section.cfg)
+            except OSError as exc:
+                _close(bound.values())
+                log.error(
+                    "reload refused, config unchanged: the new [%s] section cannot listen on %s: %s",
+                    section.kind,
+                    section.key[1] if section.kind in REPEATABLE else section.cfg.listen,
+                    exc.strerror or exc,
+                )
+                return False
         self.pools = reload_pools(self.pools, new, self.extra.get("registered"))
         self.config = new
-        for svc in self.services:
+        for i in plan.removed:
+            self._retire(self.services[i])
+        if plan.removed:
+            # One turn of the loop runs each stop up to its first wait: the listeners are closed
+            # (stop's first step) before `reloaded` is printed, so a removed address refuses by then.
+            await asyncio.sleep(0)
+        services: list[Service | None] = [None] * len(wanted)
+        for i, j in plan.kept:
+            svc = services[j] = self.services[i]
+            if wanted[j].kind in REPEATABLE:
+                svc.index = wanted[j].position  # type: ignore[attr-defined]
             await svc.reload(new, self.pools)
+        for j in plan.added:
+            services[j] = await self._start_added(wanted[j], bound.get(j))
+        self._sections = [s for s, svc in zip(wanted, services, strict=True) if svc is not None]
+        self.services = [svc for svc in services if svc is not None]
         self.reloads += 1
         log.info("reloaded %s", self.config_path)
         print("tidegate: reloaded", file=sys.stderr, flush=True)
         return True
+
+    async def _start_added(self, section: Section, sockets: list[socket.socket] | None) -> Service | None:
+        try:
+            svc = self._make(section, sockets)
+            await svc.start()
+        except (Exception, SystemExit) as exc:  # an [lvs] engine that cannot run exits at start
+            _close([sockets or []])
+            log.error("the new [%s] section did not start: %s", section.kind, exc)
+            return None
+        log.info("%s: started (its section is new in the config)", svc.name)
+        return svc
+
+    def _retire(self, svc: Service) -> None:
+        """Stop a service whose section left the config, in the background: its listener closes
+        now, what it has in flight finishes (up to the grace period), the reload does not wait."""
+        log.info(
+            "%s: its section left the config; stopping (in-flight work finishes, up to %gs)",
+            svc.name,
+            self.grace,
+        )
+
+        async def retire() -> None:
+            try:
+                await svc.stop(self.grace)
+            except Exception:
+                log.exception("stopping %s", svc.name)
+            log.info("%s: stopped", svc.name)
+
+        task = asyncio.ensure_future(retire())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def stop(self) -> None:
         if self._stopping:
@@ -109,6 +198,8 @@ class Runtime:
                 await svc.stop(self.grace)
             except Exception:
                 log.exception("stopping %s", svc.name)
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
         self.stopped.set()
 
     async def serve_forever(self) -> None:

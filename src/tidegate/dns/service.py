@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import socket
 import sys
 from collections.abc import Mapping
 from typing import Any, cast
@@ -24,6 +25,7 @@ from tidegate.dns.figures import Figures
 from tidegate.dns.handler import handle
 from tidegate.dns.metrics import DnsCollector
 from tidegate.dns.zone import Zone
+from tidegate.listening import shown, stream_listener
 
 log = logging.getLogger("tidegate.dns")
 
@@ -106,11 +108,35 @@ class _Tcp(asyncio.Protocol):
         self.service.connections.discard(self)
 
 
+def bind_sockets(cfg: DnsConfig) -> list[socket.socket]:
+    """UDP and TCP sockets on the section's address (OSError if they cannot bind). UDP first: with
+    port 0 it picks the port, and TCP follows; if another process holds that TCP port, retry."""
+    host, port = split_address(cfg.listen)
+    family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+    for attempt in range(_BIND_TRIES):
+        udp = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            udp.bind(sockaddr)
+            udp.setblocking(False)
+            bound = udp.getsockname()
+            tcp = stream_listener(
+                f"[{bound[0]}]:{bound[1]}" if family == socket.AF_INET6 else f"{bound[0]}:{bound[1]}", 128
+            )
+        except OSError as exc:
+            udp.close()
+            if port != 0 or exc.errno != errno.EADDRINUSE or attempt == _BIND_TRIES - 1:
+                raise
+            continue
+        return [udp, tcp]
+    raise AssertionError("unreachable")
+
+
 class DnsService:
     name = "dns"
 
-    def __init__(self, cfg: DnsConfig, runtime: Any) -> None:
+    def __init__(self, cfg: DnsConfig, runtime: Any, sockets: list[socket.socket] | None = None) -> None:
         self.cfg = cfg
+        self.sockets = sockets  # UDP and TCP, bound already (by a reload), else start() binds
         self.runtime = runtime
         self.figures = Figures()
         self.zone = Zone(cfg, runtime.pools, self.figures)
@@ -121,22 +147,16 @@ class DnsService:
         runtime.metrics.register(self._collector)
 
     async def start(self) -> None:
-        host, port = split_address(self.cfg.listen)
+        (udp_sock, tcp_sock), self.sockets = self.sockets or bind_sockets(self.cfg), None
         loop = asyncio.get_running_loop()
-        for attempt in range(_BIND_TRIES):
-            udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(host, port))
-            bound = udp.get_extra_info("sockname")[1]
-            try:
-                self._tcp = await loop.create_server(lambda: _Tcp(self), host, bound, reuse_address=True)
-            except OSError as exc:
-                udp.close()
-                if port != 0 or exc.errno != errno.EADDRINUSE or attempt == _BIND_TRIES - 1:
-                    raise
-                continue
-            self._udp = udp
-            break
-        shown = f"[{host}]" if ":" in host else host
-        print(f"tidegate: dns listening on {shown}:{bound}", file=sys.stderr, flush=True)
+        try:
+            self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=udp_sock)
+            self._tcp = await loop.create_server(lambda: _Tcp(self), sock=tcp_sock)
+        except BaseException:
+            udp_sock.close()
+            tcp_sock.close()
+            raise
+        print(f"tidegate: dns listening on {shown(tcp_sock)}", file=sys.stderr, flush=True)
 
     async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:
         if config.dns is None:
@@ -170,5 +190,5 @@ class DnsService:
         return describe_pool(self.zone, pool)
 
 
-def make_service(cfg: DnsConfig, runtime: Any) -> DnsService:
-    return DnsService(cfg, runtime)
+def make_service(cfg: DnsConfig, runtime: Any, sockets: list[socket.socket] | None = None) -> DnsService:
+    return DnsService(cfg, runtime, sockets)

@@ -12,7 +12,10 @@ log = logging.getLogger(__name__)
 def section_after_reload(config: Config, current: HttpConfig, index: int, name: str) -> HttpConfig:
     """The section with the same listen address, else the one at the same position. A removed
     section keeps the old settings, and a new listen address keeps the bound one: both need a
-    restart, and saying so beats silently half-applying them."""
+    restart, and saying so beats silently half-applying them. The runtime keeps `index` at the
+    section's position, which tells apart several sections on one address (port 0)."""
+    if index < len(config.http) and config.http[index].listen == current.listen:
+        return config.http[index]
     for h in config.http:
         if h.listen == current.listen:
             return h

@@ -24,6 +24,7 @@ from tidegate.http.client import ClientConnection
 from tidegate.http.plan import Plan
 from tidegate.http.section import section_after_reload
 from tidegate.http.upstream import Upstreams
+from tidegate.listening import stream_listener
 
 log = logging.getLogger("tidegate.http")
 
@@ -131,9 +132,19 @@ class HttpService:
         return out
 
 
-def make_service(http_cfg: HttpConfig, runtime: Any) -> Any:
+def bind_sockets(cfg: HttpConfig) -> list[socket.socket]:
+    """The listening sockets of an [[http]] section, one per worker (OSError if they cannot bind)."""
+    if cfg.workers > 1:
+        from tidegate.http.workers import listening_sockets
+
+        return listening_sockets(cfg.listen, cfg.workers)
+    return [stream_listener(cfg.listen, 2048)]
+
+
+def make_service(http_cfg: HttpConfig, runtime: Any, sockets: list[socket.socket] | None = None) -> Any:
+    """The section's service; `sockets` from bind_sockets when bound already (by a reload)."""
     if http_cfg.workers > 1:
         from tidegate.http.workers import WorkersService
 
-        return WorkersService(http_cfg, runtime)
-    return HttpService(http_cfg, runtime)
+        return WorkersService(http_cfg, runtime, sockets)
+    return HttpService(http_cfg, runtime, sock=sockets[0] if sockets else None)

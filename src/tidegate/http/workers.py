@@ -77,8 +77,9 @@ class _Child:
 
 
 class WorkersService:
-    def __init__(self, cfg: HttpConfig, runtime: Any) -> None:
+    def __init__(self, cfg: HttpConfig, runtime: Any, sockets: list[socket.socket] | None = None) -> None:
         self.cfg = cfg
+        self.sockets = sockets  # one per worker, bound already (by a reload), else start() binds
         self.runtime = runtime
         extra: dict[str, Any] = getattr(runtime, "extra", {})
         self.index: int = extra.get("http.count", 0)
@@ -94,7 +95,7 @@ class WorkersService:
 
     # --- Service ------------------------------------------------------------------------------
     async def start(self) -> None:
-        socks = listening_sockets(self.cfg.listen, self.cfg.workers)
+        socks, self.sockets = self.sockets or listening_sockets(self.cfg.listen, self.cfg.workers), None
         bound = socks[0].getsockname()
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         self.address = f"{shown}:{bound[1]}"

@@ -10,6 +10,7 @@ server's connections are over. An engine that cannot run here says why and the p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Mapping
@@ -58,7 +59,8 @@ class LvsService:
         self.pool = runtime.pools[cfg.pool]
         self.table = ConnTable(timeouts_of(cfg))
         self.engine: UserspaceEngine | IpvsEngine | None = None
-        runtime.metrics.register(LvsCollector(self._figures))
+        self._collector = LvsCollector(self._figures)
+        runtime.metrics.register(self._collector)
 
     def _make_engine(self) -> UserspaceEngine | IpvsEngine:
         host, port = split_address(self.cfg.vip)
@@ -125,6 +127,8 @@ class LvsService:
         engine, self.engine = self.engine, None
         if engine is not None:
             await engine.stop(grace, self._established)
+        with contextlib.suppress(KeyError):
+            self.runtime.metrics.unregister(self._collector)  # an [lvs] added again registers anew
 
     # --- figures ---------------------------------------------------------------------------
     def _per_server(self) -> dict[str, dict[str, int]]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import sys
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -22,7 +23,8 @@ from typing import Any, Protocol
 from tidegate.balancing.instance import Instance
 from tidegate.balancing.pool import Pool, StateChange
 from tidegate.balancing.state import State
-from tidegate.config.model import Config, TcpConfig, split_address
+from tidegate.config.model import Config, TcpConfig
+from tidegate.listening import shown, stream_listener
 from tidegate.tcp import proxy_header
 from tidegate.tcp.figures import ListenerFigures
 from tidegate.tcp.metrics import TcpCollector
@@ -47,22 +49,23 @@ BACKLOG = 4096
 
 
 def _listener_name(tcp_cfg: TcpConfig, runtime: Runtime) -> tuple[str, int]:
-    sections = runtime.config.tcp
-    index = next((i for i, c in enumerate(sections) if c is tcp_cfg), None)
-    if index is None:  # a section not from the runtime's config: count instead
-        index = runtime.extra.get("tcp.count", 0)
-    runtime.extra["tcp.count"] = max(runtime.extra.get("tcp.count", 0), index + 1)
-    return ("tcp" if index == 0 else f"tcp.{index}"), index
+    """The listener's name (tcp, tcp.1, ... in the order they are made, never reused within a
+    process, so a section added by a reload gets a new one) and its section's position."""
+    made = runtime.extra.get("tcp.count", 0)
+    runtime.extra["tcp.count"] = made + 1
+    index = next((i for i, c in enumerate(runtime.config.tcp) if c is tcp_cfg), made)
+    return ("tcp" if made == 0 else f"tcp.{made}"), index
 
 
-def _format_address(sockname: Any) -> str:
-    host, port = sockname[0], sockname[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+def bind_sockets(cfg: TcpConfig) -> list[socket.socket]:
+    """The listening socket of a [[tcp]] section (OSError if it cannot bind)."""
+    return [stream_listener(cfg.listen, BACKLOG)]
 
 
 class TcpService:
-    def __init__(self, cfg: TcpConfig, runtime: Runtime) -> None:
+    def __init__(self, cfg: TcpConfig, runtime: Runtime, sockets: list[socket.socket] | None = None) -> None:
         self.name, self.index = _listener_name(cfg, runtime)
+        self.sockets = sockets  # bound already (by a reload), else start() binds
         self.runtime = runtime
         self.loop = asyncio.get_running_loop()
         self.now = self.loop.time
@@ -97,14 +100,19 @@ class TcpService:
 
     # --- Service ------------------------------------------------------------------------------
     async def start(self) -> None:
-        self._server = await self._listen(self.cfg.listen)
+        sockets, self.sockets = self.sockets, None
+        self._server = await self._listen(self.cfg, sockets)
 
-    async def _listen(self, listen: str) -> asyncio.AbstractServer:
-        host, port = split_address(listen)
-        server = await self.loop.create_server(
-            lambda: Connection(self), host, port, backlog=BACKLOG, reuse_address=True
-        )
-        self.address = _format_address(server.sockets[0].getsockname())
+    async def _listen(
+        self, cfg: TcpConfig, sockets: list[socket.socket] | None = None
+    ) -> asyncio.AbstractServer:
+        (sock,) = sockets or bind_sockets(cfg)
+        try:
+            server = await self.loop.create_server(lambda: Connection(self), sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+        self.address = shown(sock)
         print(f"tidegate: {self.name} listening on {self.address}", file=sys.stderr, flush=True)
         return server
 
@@ -116,7 +124,7 @@ class TcpService:
         old_listen = self.cfg.listen
         self._apply(new, pools)
         if new.listen != old_listen and self._server is not None:
-            server = await self._listen(new.listen)
+            server = await self._listen(new)
             self._server.close()
             self._server = server
 
@@ -124,6 +132,9 @@ class TcpService:
         if self._server is not None:
             self._server.close()
             self._server = None
+        collector = self.runtime.extra.get("tcp.collector")
+        if collector is not None and self in collector.services:
+            collector.services.remove(self)  # a listener gone by reload leaves /metrics
         for timer in self._drain_timers.values():
             timer.cancel()
         self._drain_timers.clear()
@@ -249,5 +260,7 @@ class TcpService:
             conn.cut()
 
 
-def make_service(tcp_cfg: TcpConfig, runtime: Runtime) -> TcpService:
-    return TcpService(tcp_cfg, runtime)
+def make_service(
+    tcp_cfg: TcpConfig, runtime: Runtime, sockets: list[socket.socket] | None = None
+) -> TcpService:
+    return TcpService(tcp_cfg, runtime, sockets)

@@ -85,6 +85,28 @@ class Proc:
                 return m
         raise AssertionError(f"no line matching {pattern!r} within {timeout}s:\n" + self.output())
 
+    def wait_for_new(self, pattern: str, since: int, timeout: float = 20.0) -> re.Match[str]:
+        """Like wait_for, but only lines from index `since` on count (mark = len(proc.lines)
+        before an action, then wait for what the action printed, not an older line alike)."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.lines[since:]:  # the reader appends a line before it queues it
+                m = rx.search(line)
+                if m:
+                    return m
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no new line matching {pattern!r} within {timeout}s:\n" + self.output())
+            try:
+                if self._q.get(timeout=left) is None:
+                    self._q.put(None)  # for the next waiter too
+                    raise AssertionError(
+                        f"process exited ({self.popen.wait()}) before {pattern!r}:\n" + self.output()
+                    )
+            except queue.Empty:
+                pass
+
     def output(self) -> str:
         return "\n".join(self.lines[-200:])
 
