@@ -106,15 +106,7 @@ def test_check_command(tmp_path) -> None:
     assert f"{bad}:18: pools[0].health.rise:" in r.stderr
 
 
-def test_etcd_registry_is_refused_not_ignored() -> None:
-    with pytest.raises(ConfigError) as info:
-        parse_config('[registry]\ntype = "etcd"\n', "r.toml")
-    assert info.value.render() == (
-        'r.toml:2: registry.type: the etcd registry is not part of this build yet; use "file"'
-    )
-
-
-def _etcd_registry_config() -> None:
+def test_etcd_registry_config() -> None:
     cfg = parse_config(
         '[registry]\ntype = "etcd"\nendpoints = ["127.0.0.1:2379", "https://etcd.test:2379/"]\n'
         'prefix = "/tg/prod/"\nlease = "15s"\n'
@@ -152,7 +144,7 @@ def _etcd_registry_config() -> None:
 )
 def test_etcd_registry_errors_name_file_line_and_key(line: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
-        parse_config(f'[registry]\ntype = "file"\n{line}\n', "r.toml")
+        parse_config(f'[registry]\ntype = "etcd"\n{line}\n', "r.toml")
     assert info.value.render().startswith(f"r.toml:3: {message}"), info.value.render()
 
 

@@ -22,6 +22,7 @@ from tidegate.control.registry_layout import (
     encode_weight,
     hold_key,
     instance_key,
+    parse_etcd_url,
     parse_key,
     process_key,
     weight_key,
@@ -120,3 +121,24 @@ def test_holds_and_weights_round_trip() -> None:
     for bad in (b"{}", b'{"weight": "3"}', b"3"):
         with pytest.raises(RecordError):
             decode_weight(bad)
+
+
+@pytest.mark.parametrize(
+    ("url", "endpoints", "prefix"),
+    [
+        ("etcd://127.0.0.1:2379", ["http://127.0.0.1:2379"], "/tidegate/"),
+        ("etcd://127.0.0.1:2379/", ["http://127.0.0.1:2379"], "/tidegate/"),
+        ("etcd://127.0.0.1:2379/tg/prod", ["http://127.0.0.1:2379"], "/tg/prod/"),
+        ("etcd://a:1,b:2/tg/", ["http://a:1", "http://b:2"], "/tg/"),
+    ],
+)
+def test_etcd_urls(url: str, endpoints: list[str], prefix: str) -> None:
+    assert parse_etcd_url(url) == (endpoints, prefix)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://a:1/", "etcd://", "etcd:///tg/", "etcd://a/tg/", "etcd://a:1/x//y/", "etcd://a:1,/"]
+)
+def test_bad_etcd_urls(url: str) -> None:
+    with pytest.raises(ValueError):
+        parse_etcd_url(url)

@@ -6,6 +6,13 @@ crashing). The supervisor's control endpoint (loopback) restarts one instance on
 how `tidegate upgrade` rolls new code out. With --register, the instances are added to the pool
 through the gateway's admin API, with {"supervisor": CONTROL_URL} in their meta; on SIGTERM or
 Ctrl-C they are drained there and removed before the instances themselves drain and exit.
+
+`--register etcd://HOST:PORT/PREFIX/` registers them in the etcd registry instead, which every
+tidegate process sharing that prefix watches: under a lease of `--lease` seconds, renewed while
+the supervisor lives. A supervisor killed outright leaves nothing behind: its instances vanish from
+every pool when the lease runs out. If etcd is unreachable, the instances serve anyway and are
+registered when it answers. On SIGTERM the lease is revoked first (every gateway stops sending
+at once), then the instances drain and exit (a late request gets the drain signal and is retried).
 """
 
 from __future__ import annotations
@@ -17,7 +24,10 @@ import signal
 import sys
 
 from tidegate.control.api_client import AdminClient, AdminError
+from tidegate.control.etcd_client import EtcdClient
+from tidegate.control.etcd_lease import LeasedKeys
 from tidegate.control.registration import deregister, register
+from tidegate.control.registry_layout import Registration, encode_registration, instance_key, parse_etcd_url
 from tidegate.instance.control_server import start_control_server
 from tidegate.instance.supervisor import StartError, Supervisor
 
@@ -28,9 +38,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", "-p", type=int, default=8000, help="port of the first instance; 0 = ephemeral")
     p.add_argument("--host", default="127.0.0.1", help="address the instances listen on")
     p.add_argument("--control-port", type=int, default=0, help="the supervisor's control port on loopback")
-    p.add_argument("--register", metavar="ADMIN_URL", help="add the instances to this gateway's pool")
+    p.add_argument(
+        "--register",
+        metavar="ADMIN_URL",
+        help="add the instances to this gateway's pool, or to the etcd registry at etcd://HOST:PORT/PREFIX/",
+    )
     p.add_argument("--pool", help="the pool to register them in (with --register)")
     p.add_argument("--weight", type=int, default=1, help="weight to register them with")
+    p.add_argument(
+        "--lease", type=int, default=10, help="TTL in seconds of an etcd registration (default 10)"
+    )
     p.add_argument("--admin-token", default=os.environ.get("TIDEGATE_ADMIN_TOKEN"), help=argparse.SUPPRESS)
     p.add_argument("--grace", type=float, default=30.0, help="seconds in-flight requests may take on exit")
     p.add_argument(
@@ -54,6 +71,15 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.register) != bool(args.pool):
         print("tidegate serve: --register and --pool go together", file=sys.stderr)
         return 2
+    if args.register and args.register.startswith("etcd://"):
+        try:
+            parse_etcd_url(args.register)
+        except ValueError as exc:
+            print(f"tidegate serve: --register: {exc}", file=sys.stderr)
+            return 2
+        if not 2 <= args.lease <= 3600:
+            print("tidegate serve: --lease must be from 2 to 3600 seconds", file=sys.stderr)
+            return 2
     import uvloop
 
     return uvloop.run(_serve(args))
@@ -67,7 +93,9 @@ async def _serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     control = await start_control_server(supervisor, args.control_port)
-    admin = AdminClient(args.register, args.admin_token) if args.register else None
+    etcd = args.register is not None and args.register.startswith("etcd://")
+    admin = AdminClient(args.register, args.admin_token) if args.register and not etcd else None
+    leased: LeasedKeys | None = None
     registered: list[str] = []
     code = 0
     try:
@@ -91,10 +119,17 @@ async def _serve(args: argparse.Namespace) -> int:
                 )
                 code = 1
                 return code
+        if etcd:
+            leased = await _register_in_etcd(args, [c.address for c in supervisor.children], control.url)
         print(f"tidegate: ready ({args.instances} instances of {args.app})", file=sys.stderr, flush=True)
         await stop.wait()
         print("tidegate: supervisor stopping", file=sys.stderr, flush=True)
     finally:
+        if leased is not None:
+            gone = await leased.close()
+            note = "deregistered from etcd" if gone else "etcd did not answer; the lease will expire"
+            print(f"tidegate: {note}", file=sys.stderr, flush=True)
+            await leased.client.aclose()
         if admin is not None:
             notes = await asyncio.gather(
                 *(deregister(admin, args.pool, a, args.grace) for a in registered), return_exceptions=True
@@ -105,6 +140,28 @@ async def _serve(args: argparse.Namespace) -> int:
         await supervisor.stop(timeout=args.grace + args.drain_window + 5)
         await control.close()
     return code
+
+
+async def _register_in_etcd(args: argparse.Namespace, addresses: list[str], control_url: str) -> LeasedKeys:
+    endpoints, prefix = parse_etcd_url(args.register)
+    value = encode_registration(Registration(args.weight, {"supervisor": control_url}))
+    keys = {instance_key(prefix, args.pool, a): value for a in addresses}
+
+    def note(text: str) -> None:
+        print(f"tidegate: etcd: {text}", file=sys.stderr, flush=True)
+
+    leased = LeasedKeys(EtcdClient(endpoints), args.lease, keys, note)
+    leased.start()
+    try:
+        await asyncio.wait_for(leased.alive.wait(), 2.0)
+    except TimeoutError:
+        note(f"cannot reach {', '.join(endpoints)} yet; the instances serve, registration retries")
+    else:
+        for a in addresses:
+            print(
+                f"tidegate: registered {a} in pool {args.pool!r} (etcd {prefix})", file=sys.stderr, flush=True
+            )
+    return leased
 
 
 def child_env() -> dict[str, str]:

@@ -340,14 +340,6 @@ class RegistryConfig(_Section):
 
     _prefix = field_validator("prefix")(etcd_prefix)
 
-    @field_validator("type")
-    @classmethod
-    def _built(cls, v: str) -> str:
-        # Accepting the key and then ignoring it would leave several gateways silently apart.
-        if v == "etcd":
-            raise ValueError('the etcd registry is not part of this build yet; use "file"')
-        return v
-
     @field_validator("lease")
     @classmethod
     def _lease(cls, v: float) -> float:

@@ -21,7 +21,7 @@ import ipaddress
 import logging
 import socket
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -33,10 +33,14 @@ from tidegate.config.model import AdminConfig, Config, split_address
 from tidegate.control import admin_ops as ops
 from tidegate.control.admin_api import AdminApp
 from tidegate.control.admin_json import instance_json, pool_json
+from tidegate.control.admin_ops import ApiError
+from tidegate.control.etcd_registry import RegistryUnavailable
+from tidegate.control.registry_layout import Hold
 from tidegate.observe.iops import IopsMeter
 from tidegate.observe.prometheus import InstanceCollector, InstanceView
 
 if TYPE_CHECKING:
+    from tidegate.control.etcd_registry import EtcdRegistry
     from tidegate.control.runtime import Runtime
 
 log = logging.getLogger("tidegate.admin")
@@ -186,34 +190,73 @@ class AdminService:
         return doc
 
     # --- what the API changes ----------------------------------------------------------------
-    def add_instance(self, pool: Pool, new: ops.NewInstance) -> Instance:
-        inst = ops.add_instance(pool, new)
-        self.registered.setdefault(pool.name, set()).add(inst.address)
+    # With the etcd registry ([registry] type = "etcd") a change is written there first and
+    # applied here once etcd took it (the other processes apply it from their watch); if etcd
+    # does not take it the call answers 503 and nothing changed (README, "The etcd registry").
+    @property
+    def shared(self) -> EtcdRegistry | None:
+        registry: EtcdRegistry | None = self.runtime.extra.get("registry")
+        return registry
+
+    async def add_instance(self, pool: Pool, new: ops.NewInstance) -> Instance:
+        shared = self.shared
+        if shared is None:
+            inst = ops.add_instance(pool, new)
+            self.registered.setdefault(pool.name, set()).add(inst.address)
+        else:
+            if pool.get(new.address) is not None:
+                raise ApiError(409, f"instance {new.address!r} is already in pool {pool.name!r}")
+            await _shared(shared.register(pool.name, new.address, new.weight, new.meta))
+            inst = ops.find_instance(pool, new.address)
         log.info("pool %s instance %s: added by operator (weight %d)", pool.name, inst.address, inst.weight)
         return inst
 
-    def change_state(self, pool: Pool, inst: Instance, action: str) -> None:
+    async def change_state(self, pool: Pool, inst: Instance, action: str) -> None:
+        shared = self.shared
+        if shared is not None:
+            hold: Hold | None = "drain" if action == "drain" else "maint" if action == "maint" else None
+            await _shared(shared.hold(pool.name, inst.address, hold))
         if action == "drain":
-            ops.drain(pool, inst)
+            if shared is None:
+                ops.drain(pool, inst)
         elif action == "maint":
-            ops.maint(pool, inst)
+            if shared is None:
+                ops.maint(pool, inst)
         else:
             pending = self._removals.pop((pool.name, inst.address), None)
             if pending is not None:
                 pending.cancel()  # enable undoes a pending removal
                 log.info("pool %s instance %s: removal cancelled by enable", pool.name, inst.address)
-            ops.enable(pool, inst)
+            if shared is None:
+                ops.enable(pool, inst)
 
-    def remove_instance(self, pool: Pool, inst: Instance, grace: float) -> bool:
+    async def set_weight(self, pool: Pool, inst: Instance, doc: Mapping[str, Any]) -> None:
+        weight = ops.requested_weight(doc)
+        shared = self.shared
+        if shared is None:
+            pool.set_weight(inst, weight)
+        else:
+            await _shared(shared.set_weight(pool.name, inst.address, weight))
+
+    def _shared_owns(self, pool: Pool, inst: Instance) -> EtcdRegistry | None:
+        """The registry, when this instance is the registry's (a file instance stays local)."""
+        shared = self.shared
+        return shared if shared is not None and shared.owns(pool.name, inst.address) else None
+
+    async def remove_instance(self, pool: Pool, inst: Instance, grace: float) -> bool:
         """Drain, then remove once idle (or after `grace`); True when removed already."""
         key = (pool.name, inst.address)
+        shared = self._shared_owns(pool, inst)
         if inst.counters.active == 0:
+            await self._remove_now(pool, inst, "idle")
             pending = self._removals.pop(key, None)
             if pending is not None:
                 pending.cancel()
-            self._remove_now(pool, inst, "idle")
             return True
-        ops.drain(pool, inst, "remove")  # (a maint instance stays maint: no work either way)
+        if shared is not None:
+            await _shared(shared.hold(pool.name, inst.address, "drain"))  # every process stops sending
+        else:
+            ops.drain(pool, inst, "remove")  # (a maint instance stays maint: no work either way)
         if key not in self._removals:
             self._removals[key] = asyncio.create_task(self._remove_when_idle(pool, inst, grace))
         return False
@@ -225,17 +268,31 @@ class AdminService:
             while inst.counters.active > 0 and loop.time() < deadline:
                 await asyncio.sleep(REMOVAL_POLL)
             left = inst.counters.active
-            self._remove_now(pool, inst, "idle" if left == 0 else f"grace over, {left} in flight")
+            try:
+                await self._remove_now(pool, inst, "idle" if left == 0 else f"grace over, {left} in flight")
+            except ApiError as exc:
+                log.error("pool %s instance %s: not removed: %s", pool.name, inst.address, exc.message)
         finally:
             if self._removals.get((pool.name, inst.address)) is asyncio.current_task():
                 del self._removals[(pool.name, inst.address)]
 
-    def _remove_now(self, pool: Pool, inst: Instance, why: str) -> None:
+    async def _remove_now(self, pool: Pool, inst: Instance, why: str) -> None:
         if pool.get(inst.address) is not inst:
             return
-        pool.remove(inst.address)
+        shared = self._shared_owns(pool, inst)
+        if shared is not None:
+            await _shared(shared.forget(pool.name, inst.address))  # removes it here too
+        if pool.get(inst.address) is inst:
+            pool.remove(inst.address)
         self.registered.get(pool.name, set()).discard(inst.address)
         log.info("pool %s instance %s: removed by operator (%s)", pool.name, inst.address, why)
+
+
+async def _shared(write: Awaitable[None]) -> None:
+    try:
+        await write
+    except RegistryUnavailable as exc:
+        raise ApiError(503, str(exc)) from None
 
 
 def _bind(listen: str) -> socket.socket:

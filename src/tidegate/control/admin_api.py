@@ -14,7 +14,8 @@
 | PUT /api/pools/{pool}/instances/{address}/weight         | Instance                        |
 
 Errors are {"error": "..."}: 400 bad input, 401 missing/wrong token, 404 unknown pool, instance
-or route, 405 wrong method (with Allow), 409 duplicate instance, 413 body over 64 KiB. The token,
+or route, 405 wrong method (with Allow), 409 duplicate instance, 413 body over 64 KiB, 503 when
+the etcd registry (if configured) did not take a change (nothing changed then). The token,
 when configured, guards everything but the dashboard page itself (a static page holding no data,
 which asks for the token when the API answers 401).
 """
@@ -124,7 +125,7 @@ class AdminApp:
         if len(rest) == 2:
             self._allow(method, ("POST",))
             new = ops.NewInstance(ops.parse_json_object(body))
-            inst = self.svc.add_instance(pool, new)
+            inst = await self.svc.add_instance(pool, new)
             return json_response(self.svc.instance_json(pool, inst), 201)
         if len(rest) > 4:
             raise ApiError(404, f"no such route: {path}")
@@ -135,7 +136,7 @@ class AdminApp:
             if method == "GET":
                 return json_response(self.svc.instance_json(pool, inst))
             grace = _grace(query, self.svc.default_grace)
-            removed = self.svc.remove_instance(pool, inst, grace)
+            removed = await self.svc.remove_instance(pool, inst, grace)
             doc = self.svc.instance_json(pool, inst)
             doc["removed"] = removed
             return json_response(doc, 200 if removed else 202)
@@ -143,12 +144,12 @@ class AdminApp:
         if action in STATE_ACTIONS:
             self._allow(method, ("POST",))
             inst = ops.find_instance(pool, address)
-            self.svc.change_state(pool, inst, action)
+            await self.svc.change_state(pool, inst, action)
             return json_response(self.svc.instance_json(pool, inst))
         if action == "weight":
             self._allow(method, ("PUT",))
             inst = ops.find_instance(pool, address)
-            ops.set_weight(pool, inst, ops.parse_json_object(body))
+            await self.svc.set_weight(pool, inst, ops.parse_json_object(body))
             return json_response(self.svc.instance_json(pool, inst))
         raise ApiError(404, f"no such route: {path}")
 

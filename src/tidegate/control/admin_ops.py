@@ -119,8 +119,13 @@ def enable(pool: Pool, inst: Instance) -> None:
     pool.apply(inst, Event.OPERATOR_ENABLE, f"{OPERATOR}: enable")
 
 
-def set_weight(pool: Pool, inst: Instance, doc: Mapping[str, Any]) -> None:
+def requested_weight(doc: Mapping[str, Any]) -> int:
+    """The weight a PUT …/weight body asks for, validated."""
     _only(doc, ("weight",))
     if "weight" not in doc:
         raise ApiError(400, 'weight is required: {"weight": N}')
-    pool.set_weight(inst, check_weight(doc["weight"]))
+    return check_weight(doc["weight"])
+
+
+def set_weight(pool: Pool, inst: Instance, doc: Mapping[str, Any]) -> None:
+    pool.set_weight(inst, requested_weight(doc))

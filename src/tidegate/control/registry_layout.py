@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import quote, unquote
 
+from tidegate.config.model import etcd_endpoint, etcd_prefix
+
 INSTANCES = "instances"
 HOLDS = "holds"
 WEIGHTS = "weights"
@@ -149,3 +151,18 @@ def decode_weight(value: bytes) -> int:
 
 def encode_process(admin: str | None, pid: int) -> bytes:
     return json.dumps({"admin": admin, "pid": pid}, sort_keys=True).encode()
+
+
+def parse_etcd_url(url: str) -> tuple[list[str], str]:
+    """(endpoints, prefix) from `etcd://HOST:PORT[,HOST:PORT…][/PREFIX/]` (the `--register`
+    form of `tidegate serve`); the prefix defaults to the config file's, /tidegate/."""
+    if not url.startswith("etcd://"):
+        raise ValueError(f"{url!r}: expected etcd://HOST:PORT/PREFIX/")
+    hosts, slash, path = url[len("etcd://") :].partition("/")
+    if not hosts:
+        raise ValueError(f"{url!r}: no etcd host, e.g. etcd://127.0.0.1:2379/tidegate/")
+    endpoints = [etcd_endpoint(h) for h in hosts.split(",")]
+    prefix = "/" + path if slash and path else "/tidegate/"
+    if not prefix.endswith("/"):
+        prefix += "/"
+    return endpoints, etcd_prefix(prefix)

@@ -83,7 +83,7 @@ class Snapshot:
         self._entries[key] = (mod_revision, value)
         return True
 
-    def keys(self) -> Iterable[tuple[Key, bytes]]:
+    def live(self) -> Iterable[tuple[Key, bytes]]:
         """The live keys of the layout, parsed; unknown keys are skipped (logged by `pools`)."""
         for key, (_, value) in self._entries.items():
             if value is None:
@@ -97,7 +97,7 @@ class Snapshot:
         """Every pool's records, and a note for each value that could not be read."""
         out: dict[str, PoolRecords] = {}
         problems: list[str] = []
-        for key, value in self.keys():
+        for key, value in self.live():
             if key.kind not in (INSTANCES, HOLDS, WEIGHTS):
                 continue
             records = out.setdefault(key.pool, PoolRecords())

@@ -37,6 +37,7 @@ _FACTORIES: dict[str, str] = {
     "dns": "tidegate.dns.service:make_service",
     "lvs": "tidegate.lvs.service:make_service",
     "health": "tidegate.health.service:make_service",
+    "registry": "tidegate.control.etcd_registry:make_service",
 }
 
 

@@ -4,7 +4,8 @@ A section is known by its kind and, for the repeatable ones ([[http]], [[tcp]]),
 address, the way nginx knows a server by its `listen` and HAProxy a bind line by its address: a
 section whose listen changed is a new listener (the old one stops gracefully, the new one binds),
 not the same one moved. Single sections ([admin], [dns], [lvs], the health checks of [[pools]])
-are kept while present; their own reload decides what of them can change in place. Several
+and the etcd [registry] are kept while present; their own reload decides what of them can change
+in place. Several
 sections on the same address (port 0: "any free port") pair in file order.
 """
 
@@ -39,6 +40,8 @@ class SectionPlan:
 def sections_of(config: Config) -> list[Section]:
     """Every section that runs as a service, in the order the runtime starts them."""
     out: list[Section] = []
+    if config.registry.type == "etcd":  # first: the pools hold the shared state before traffic flows
+        out.append(Section("registry", ("registry", "registry"), config, 0))
     if config.pools:
         out.append(Section("health", ("health", "health"), config, 0))
     if config.admin is not None:

@@ -1,0 +1,140 @@
+"""Two runtimes on one real etcd: what an operator does on one reaches the other's pools."""
+
+from __future__ import annotations
+
+import pytest
+
+from tidegate.balancing.state import State
+from tidegate.control.etcd_client import EtcdClient
+from tidegate.control.registry_layout import encode_hold, hold_key, instance_key
+from tidegate.testing.etcd import Etcd
+
+A, B = "127.0.0.1:9101", "127.0.0.1:9102"
+POOLS = [{"name": "web", "instances": [{"address": A}]}, {"name": "api"}]
+
+
+def _state(r, pool: str, address: str) -> State | None:  # type: ignore[no-untyped-def]
+    inst = r.rt.pools[pool].get(address)
+    return None if inst is None else inst.state
+
+
+async def test_operator_state_and_registrations_reach_every_process(
+    shared_etcd: Etcd, prefix: str, running
+) -> None:  # type: ignore[no-untyped-def]
+    one = await running(shared_etcd.url, prefix, POOLS)
+    two = await running(shared_etcd.url, prefix, POOLS)
+    web = two.rt.pools["web"]
+
+    # an instance registered through one process's admin API appears in the other's pool
+    r = await one.client.post(
+        "/api/pools/web/instances", json={"address": B, "weight": 2, "meta": {"k": "v"}}
+    )
+    assert r.status_code == 201, r.text
+    await two.registry.until(lambda: web.get(B) is not None)
+    assert (web.get(B).weight, web.get(B).meta) == (2, {"k": "v"})  # type: ignore[union-attr]
+
+    # drain, maint, weight and enable: file instances and registered ones alike
+    for address in (A, B):
+        path = f"/api/pools/web/instances/{address}"
+        assert (await one.client.post(path + "/drain")).json()["state"] == "draining"
+        await two.registry.until(lambda a=address: _state(two, "web", a) is State.DRAINING)
+        assert web.held(web.get(address))  # type: ignore[arg-type]  # an operator's hold: health cannot end it
+        assert (await one.client.post(path + "/maint")).json()["state"] == "maint"
+        await two.registry.until(lambda a=address: _state(two, "web", a) is State.MAINT)
+        assert (await one.client.put(path + "/weight", json={"weight": 7})).json()["weight"] == 7
+        await two.registry.until(lambda a=address: web.get(a).weight == 7)  # type: ignore[union-attr]
+        # ... and the other way round
+        assert (await two.client.post(path + "/enable")).json()["state"] == "up"
+        await one.registry.until(lambda a=address: _state(one, "web", a) is State.UP)
+    assert [i.address for i in web.eligible()] == [A, B]
+
+    # the pool's document says where the shared state lives
+    doc = (await two.client.get("/api/pools/web")).json()
+    assert doc["registry"]["type"] == "etcd" and doc["registry"]["connected"] is True
+    await two.registry.until(lambda: two.registry.describe_pool("web")["processes"] == 2)  # type: ignore[index]
+
+    # removing a registered instance removes it everywhere; a file instance only where asked
+    assert (await one.client.delete(f"/api/pools/web/instances/{B}")).status_code == 200
+    await two.registry.until(lambda: web.get(B) is None)
+    assert (await one.client.delete(f"/api/pools/web/instances/{A}")).status_code == 200
+    assert one.rt.pools["web"].get(A) is None and web.get(A) is not None
+    async with _client(shared_etcd.url) as etcd:
+        _, kvs = await etcd.range_prefix(prefix + "instances/")
+        assert kvs == []
+
+
+class _client:
+    def __init__(self, url: str) -> None:
+        self.c = EtcdClient([url])
+
+    async def __aenter__(self) -> EtcdClient:
+        return self.c
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.c.aclose()
+
+
+async def test_keys_for_unknown_pools_and_bad_values_are_ignored(
+    shared_etcd: Etcd, prefix: str, running
+) -> None:  # type: ignore[no-untyped-def]
+    one = await running(shared_etcd.url, prefix, POOLS)
+    async with _client(shared_etcd.url) as etcd:
+        await etcd.put(instance_key(prefix, "nosuchpool", B), b"{}")
+        await etcd.put(instance_key(prefix, "web", B), b"not json")
+        await etcd.put(hold_key(prefix, "web", A), b'{"hold": "sideways"}')
+        await etcd.put(prefix + "somebody/else", b"x")
+        revision = await etcd.put(hold_key(prefix, "api", A), encode_hold("maint"))  # no such instance there
+    await one.registry.until(lambda: one.registry.snapshot.revision >= revision)
+    assert [i.address for i in one.rt.pools["web"]] == [A]
+    assert _state(one, "web", A) is State.UP
+    assert len(one.rt.pools["api"]) == 0
+
+
+async def test_a_write_etcd_does_not_take_changes_nothing_and_resyncs_after(
+    etcd: Etcd, prefix: str, running
+) -> None:  # type: ignore[no-untyped-def]
+    etcd.start()
+    one = await running(etcd.url, prefix, POOLS)
+    two = await running(etcd.url, prefix, POOLS)
+    etcd.kill()
+    await one.registry.until(lambda: not one.registry.connected)
+    r = await one.client.post(f"/api/pools/web/instances/{A}/drain")
+    assert r.status_code == 503, r.text
+    assert "nothing changed" in r.json()["error"]
+    assert _state(one, "web", A) is State.UP  # not here either
+    r = await one.client.post("/api/pools/web/instances", json={"address": B})
+    assert r.status_code == 503 and one.rt.pools["web"].get(B) is None
+    # traffic planes keep what they had meanwhile
+    assert [i.address for i in two.rt.pools["web"].eligible()] == [A]
+
+    etcd.start()
+    await one.registry.until(lambda: one.registry.connected)
+    assert (await one.client.post(f"/api/pools/web/instances/{A}/drain")).status_code == 200
+    await two.registry.until(lambda: _state(two, "web", A) is State.DRAINING)
+
+
+async def test_a_process_starts_without_etcd_and_catches_up(etcd: Etcd, prefix: str, running) -> None:  # type: ignore[no-untyped-def]
+    one = await running(etcd.url, prefix, POOLS)  # nothing listens there yet
+    assert not one.registry.connected
+    assert [i.address for i in one.rt.pools["web"].eligible()] == [A]  # the file's pools serve
+    etcd.start()
+    async with _client(etcd.url) as client:
+        await client.put(hold_key(prefix, "web", A), encode_hold("maint"))
+        await client.put(instance_key(prefix, "web", B), b'{"weight": 3}')
+    await one.registry.until(
+        lambda: _state(one, "web", A) is State.MAINT and one.rt.pools["web"].get(B) is not None
+    )
+    assert [i.address for i in one.rt.pools["web"].eligible()] == [B]
+
+
+@pytest.mark.parametrize("body", [{"weight": -1}, {"weight": "x"}, {}])
+async def test_bad_admin_calls_write_nothing(shared_etcd: Etcd, prefix: str, running, body) -> None:  # type: ignore[no-untyped-def]
+    one = await running(shared_etcd.url, prefix, POOLS)
+    r = await one.client.put(f"/api/pools/web/instances/{A}/weight", json=body)
+    assert r.status_code == 400
+    r = await one.client.post("/api/pools/web/instances", json={"address": A})
+    assert r.status_code == 409
+    async with _client(shared_etcd.url) as client:
+        _, kvs = await client.range_prefix(prefix + "weights/")
+        _, regs = await client.range_prefix(prefix + "instances/")
+    assert kvs == [] and regs == []
