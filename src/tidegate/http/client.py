@@ -18,6 +18,7 @@ older than `client_header_timeout` gets 408, an idle keep-alive connection older
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,22 @@ if TYPE_CHECKING:
 # discarding) this long before closing, so the client sees the answer rather than a reset.
 LINGER_SECONDS = 2.0
 
+# The fast lane takes a request only when its head names none of these (lowercased, at a line
+# start): everything that frames a body, is hop-by-hop, or is rewritten by the gateway goes
+# through the parser callbacks, which know what to do with each.
+_NOT_PLAIN = re.compile(
+    rb"\n(?:content-length|transfer-encoding|connection|expect|upgrade|via|keep-alive|te|trailer):"
+    rb"|\n(?:x-forwarded-|proxy-)"
+)
+_VIA_END = b"Via: " + VIA + b"\r\n\r\n"
+
+
+class _Validator:
+    """The protocol of the fast lane's parser: no callbacks, llhttp only judges the bytes."""
+
+
+_VALIDATOR = _Validator()
+
 
 class _Reject(Exception):
     pass
@@ -49,10 +66,12 @@ class ClientConnection(asyncio.Protocol):
         "closing",
         "cur",
         "early",
+        "fwd",
         "hbytes",
         "head_raw",
         "idle_limit",
         "lingering",
+        "lite",
         "loop",
         "parser",
         "parsing",
@@ -77,6 +96,7 @@ class ClientConnection(asyncio.Protocol):
         self.plan: Plan = svc.plan
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser: HttpRequestParser | None = HttpRequestParser(self)
+        self.lite = HttpRequestParser(_VALIDATOR)
         self.queue: deque[Exchange] = deque()
         self.req: Request | None = None  # the request being parsed
         self.cur: Exchange | None = None  # the exchange whose body is being read
@@ -103,6 +123,7 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]).encode() if isinstance(peer, tuple) else b"unix"
         self.xff_self = b"X-Forwarded-For: " + self.peer + b"\r\n"
+        self.fwd = self.xff_self + b"X-Forwarded-Proto: http\r\nX-Forwarded-Host: "
         self.svc.conns.add(self)
         self.since = self.loop.time()
         # A new connection must send its first request within the header timeout.
@@ -121,6 +142,15 @@ class ClientConnection(asyncio.Protocol):
             if self.early is not None:
                 self.early.append(data)
             return  # discarding: the stream is broken, or lingering after an error
+        if (
+            not self.queue
+            and not self.parsing
+            and self.cur is None
+            and not self.closing
+            and data[-4:] == b"\r\n\r\n"
+            and self._fast_request(data)
+        ):
+            return
         try:
             parser.feed_data(data)
         except HttpParserUpgrade as exc:
@@ -184,6 +214,59 @@ class ClientConnection(asyncio.Protocol):
             conn = self.queue[0].conn
             if conn is not None:
                 conn.resume_reading()
+
+    # --- the fast lane ----------------------------------------------------------------------
+    def _fast_request(self, data: bytes) -> bool:
+        """Take the common request whole, without the per-header callbacks; False: not taken.
+
+        The common request: one HTTP/1.1 head, alone in the buffer, no body, one Host and no
+        header the gateway must act on (see `_NOT_PLAIN`). llhttp still judges every byte (a
+        second parser without callbacks), so what is taken is exactly what the callbacks would
+        have accepted; the head goes upstream as it came, with the gateway's lines appended —
+        the same head `_upstream_head` builds. Anything else returns False before any state
+        changed, and the parser callbacks take the same bytes.
+        """
+        n = len(data)
+        plan = self.svc.plan
+        if n > plan.plain_head_max or data.find(b"\r\n\r\n") != n - 4:
+            return False
+        low = data.lower()
+        if _NOT_PLAIN.search(low) is not None:
+            return False
+        h = low.find(b"\nhost:")
+        if h < 0 or low.find(b"\nhost:", h + 6) >= 0:
+            return False
+        lite = self.lite
+        try:
+            lite.feed_data(data)
+        except (HttpParserError, HttpParserUpgrade):
+            self.lite = HttpRequestParser(_VALIDATOR)  # llhttp stops at an error: a fresh one
+            return False
+        method = lite.get_method()
+        if method == b"HEAD" or lite.get_http_version() != "1.1":
+            return False
+        sp = data.find(b" ")
+        url = data[sp + 1 : data.rfind(b" ", 0, data.find(b"\r\n"))]
+        host = data[h + 6 : data.find(b"\r\n", h)].strip(b" \t")
+        target = plan.routes.match(host, url if url[:1] == b"/" else _path_of(url))
+        if target is None:
+            return False
+        now = self.loop.time()
+        self.plan = plan
+        self.since = now
+        req = Request(now)
+        req.method = method
+        req.url = url
+        req.host = host
+        req.complete = True
+        req.raw = data
+        if target.key is not None:
+            req.fill_names()
+        req.head = data[:-2] + self.fwd + host + b"\r\n" + _VIA_END
+        ex = Exchange(self, req, target)
+        self.queue.append(ex)
+        ex.start()
+        return True
 
     # --- httptools callbacks ----------------------------------------------------------------
     def on_message_begin(self) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 from tidegate.balancing.instance import Instance
@@ -57,70 +58,59 @@ ABANDONED: Final = _Abandoned()
 
 
 class Exchange:
-    __slots__ = (
-        "attempt",
-        "begun",
-        "body_sent",
-        "body_task",
-        "broken",
-        "bytes_out",
-        "canned",
-        "client",
-        "close_client",
-        "conn",
-        "decided",
-        "fast",
-        "finished",
-        "fut",
-        "inst",
-        "key",
-        "last",
-        "local_error",
-        "progress",
-        "req",
-        "response_started",
-        "running",
-        "started",
-        "status",
-        "target",
-        "task",
-        "tried",
-        "tunnel",
-        "watch",
-        "watch_since",
-    )
+    """One request's attempts and answer. Defaults are class attributes, so making one (once per
+    request, on the hot path) sets only what differs; there are no `__slots__` for that reason."""
 
-    def __init__(self, client: ClientConnection, req: Request, target: Target | None) -> None:
+    task: asyncio.Task[None] | None = None
+    running = False
+    fast = False  # an attempt is in flight without a task (see the module docstring)
+    finished = False
+    begun = False
+    conn: UpstreamConnection | None = None
+    inst: Instance | None = None
+    fut: asyncio.Future[Outcome] | None = None
+    key: bytes | None = None
+    tried: Sequence[Instance] = ()  # a new list once there is something to add
+    last: Failure | None = None
+    attempt = 0
+    started = 0.0
+    decided: Decision | None = None
+    response_started = False
+    status = 0
+    close_client = False
+    broken = False  # the client stream cannot be trusted / the answer was cut
+    body_sent = True
+    body_task: asyncio.Task[None] | None = None
+    canned: bytes | None = None
+    local_error = 0
+    progress = 0  # bumped on upstream activity; the sweeper times out a still one
+    watch = -1
+    watch_since = 0.0
+    tunnel = False
+    bytes_out = 0
+    # A response to it may take the upstream fast lane: no body follows the request, the client
+    # speaks keep-alive HTTP/1.1 and expects a body (not HEAD), nothing is upgraded.
+    plain = False
+
+    def __init__(
+        self, client: ClientConnection, req: Request, target: Target | None, plain: bool | None = None
+    ) -> None:
         self.client = client
         self.req = req
         self.target = target
-        self.task: asyncio.Task[None] | None = None
-        self.running = False
-        self.fast = False  # an attempt is in flight without a task (see the module docstring)
-        self.finished = False
-        self.begun = False
-        self.conn: UpstreamConnection | None = None
-        self.inst: Instance | None = None
-        self.fut: asyncio.Future[Outcome] | None = None
-        self.key: bytes | None = None
-        self.tried: list[Instance] = []
-        self.last: Failure | None = None
-        self.attempt = 0
-        self.started = 0.0
-        self.decided: Decision | None = None
-        self.response_started = False
-        self.status = 0
-        self.close_client = False
-        self.broken = False  # the client stream cannot be trusted / the answer was cut
-        self.body_sent = req.body is None
-        self.body_task: asyncio.Task[None] | None = None
-        self.canned: bytes | None = None
-        self.local_error = 0
-        self.progress = 0  # bumped on upstream activity; the sweeper times out a still one
-        self.watch = -1
-        self.watch_since = 0.0
-        self.tunnel = False
-        self.bytes_out = 0
+        if plain is None:
+            if req.body is not None:
+                self.body_sent = False
+            self.plain = (
+                req.complete
+                and req.body is None
+                and req.upgrade is None
+                and not req.is_head
+                and req.keep_alive
+                and req.version == b"1.1"
+            )
+        else:
+            self.plain = plain
 
     @classmethod
     def error(cls, client: ClientConnection, req: Request, status: int) -> Exchange:
@@ -273,7 +263,7 @@ class Exchange:
             if not decision.retry:
                 self._answer(decision.status or 502)
                 return
-            tried.append(inst)
+            tried = self.tried = [*tried, inst]
             self.last = outcome
 
     def _decide(self, failure: Failure, status: int | None) -> Decision:
@@ -282,6 +272,7 @@ class Exchange:
         assert target is not None
         budget = target.budget
         method = self.req.method
+        self.req.fill_names()
         keyed = b"idempotency-key" in self.req.names  # failure path only: a list scan is fine
         d = decide(target.policy, failure, method, self.attempt, status, self.response_started, True, keyed)
         if d.retry:
@@ -422,7 +413,7 @@ class Exchange:
             decision = self.decided or self._decide(outcome, None)
             if decision.retry:
                 # Retries (connecting, waiting) need the task after all.
-                self.tried.append(inst)
+                self.tried = [*self.tried, inst]
                 self.last = outcome
                 self.task = self.client.loop.create_task(self.run())
                 return
@@ -459,6 +450,31 @@ class Exchange:
         conn.client_tr = client.transport
         if client.write_paused:
             conn.pause_reading()
+
+    def plain_done(self, conn: UpstreamConnection, reusable: bool) -> None:
+        """The upstream fast lane passed the whole response on. Without a task, this is
+        `response_done`, `_close_attempt` and `_finish` for the common case in one step."""
+        if not self.fast:
+            self.response_done(conn, reusable)  # the task waits for the outcome
+            return
+        self.fast = False
+        self.conn = None
+        client = self.client
+        if reusable:
+            client.svc.upstreams.release(conn)
+        else:
+            conn.discard()
+        inst = conn.inst
+        c = inst.counters
+        c.active -= 1
+        c.completed += 1
+        c.record_latency(client.loop.time() - self.started)
+        self.target.pool.report(inst, True)  # type: ignore[union-attr]
+        self.finished = True
+        if client.svc.access_log is not None:
+            self._log()
+        if not client.closed:
+            client.exchange_done(self)
 
     def response_done(self, conn: UpstreamConnection, reusable: bool) -> None:
         self.conn = None

@@ -28,6 +28,7 @@ class Plan:
         "max_body_bytes",
         "max_header_bytes",
         "max_request_line",
+        "plain_head_max",
         "response_timeout",
         "routes",
         "tick",
@@ -40,6 +41,8 @@ class Plan:
         self.max_header_bytes = lim.max_header_bytes
         self.max_request_line = lim.max_request_line_bytes
         self.head_guard = lim.max_header_bytes + lim.max_request_line_bytes + _HEAD_SLACK
+        # A head no longer than both limits is within each: the fast lane need not count.
+        self.plain_head_max = min(lim.max_header_bytes, lim.max_request_line_bytes)
         self.max_body_bytes = lim.max_body_bytes
         self.body_in_memory = lim.body_in_memory
         self.tmpdir = lim.spool_dir

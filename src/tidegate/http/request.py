@@ -10,54 +10,53 @@ class Request:
 
     `names` (lowercase) and `values` hold the headers forwarded upstream, in order, so the hash
     key functions can read them; `lines` holds the same headers ready to send.
+
+    Defaults are class attributes, so making one (once per request, on the hot path) sets only
+    what differs; there are no `__slots__` for that reason.
     """
 
-    __slots__ = (
-        "body",
-        "body_bytes",
-        "chunked",
-        "complete",
-        "conn_tokens",
-        "content_length",
-        "expect_continue",
-        "head",
-        "host",
-        "is_head",
-        "keep_alive",
-        "lines",
-        "method",
-        "names",
-        "started",
-        "upgrade",
-        "url",
-        "values",
-        "version",
-        "via",
-        "xff",
-    )
+    method = b""
+    url = b""
+    version = b"1.1"
+    host: bytes | None = None
+    content_length: int | None = None
+    chunked = False
+    upgrade: bytes | None = None
+    expect_continue = False
+    xff: bytes | None = None
+    via: bytes | None = None
+    keep_alive = True
+    is_head = False
+    complete = False  # the whole request, body included, has been read from the client
+    head = b""  # the request head as sent upstream
+    body: BodyStore | None = None
+    body_bytes = 0
+    conn_tokens: list[bytes] | None = None  # Connection tokens naming headers to drop
+    raw: bytes | None = None  # the client's head, when the fast lane took the request
 
     def __init__(self, started: float) -> None:
         self.started = started
-        self.method = b""
-        self.url = b""
-        self.version = b"1.1"
         self.names: list[bytes] = []
         self.values: list[bytes] = []
         self.lines: list[bytes] = []
-        self.host: bytes | None = None
-        self.content_length: int | None = None
-        self.chunked = False
-        self.upgrade: bytes | None = None
-        self.expect_continue = False
-        self.xff: bytes | None = None
-        self.via: bytes | None = None
-        self.keep_alive = True
-        self.is_head = False
-        self.complete = False  # the whole request, body included, has been read from the client
-        self.head = b""  # the request head as sent upstream
-        self.body: BodyStore | None = None
-        self.body_bytes = 0
-        self.conn_tokens: list[bytes] | None = None  # Connection tokens naming headers to drop
+
+    def fill_names(self) -> None:
+        """`names`/`values`/`lines` from the raw head, for a request the fast lane took.
+
+        The fast lane forwards the head without splitting it; the few readers of the header
+        list (hash keys, the retry rule for an Idempotency-Key) call this first. The head was
+        validated by llhttp, so every line is `name: value` and ends in CRLF.
+        """
+        raw = self.raw
+        if raw is None:
+            return
+        self.raw = None
+        for line in raw.split(b"\r\n")[1:]:
+            if line:
+                name, _, value = line.partition(b":")
+                self.names.append(name.lower())
+                self.values.append(value.strip(b" \t"))
+                self.lines.append(line + b"\r\n")
 
     @property
     def path(self) -> bytes:
