@@ -18,7 +18,6 @@ older than `client_header_timeout` gets 408, an idle keep-alive connection older
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -27,6 +26,7 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser, par
 from tidegate.http.attempts import BodyError, BodyStore, BodyTooLarge, SpoolError
 from tidegate.http.exchange import Exchange
 from tidegate.http.headers import REQUEST_HEADERS, VIA, Req, connection_tokens
+from tidegate.http.plain import VIA_END, RequestLane
 from tidegate.http.request import Request
 
 if TYPE_CHECKING:
@@ -38,22 +38,6 @@ if TYPE_CHECKING:
 # After answering an error on a stream whose request body was not read, keep reading (and
 # discarding) this long before closing, so the client sees the answer rather than a reset.
 LINGER_SECONDS = 2.0
-
-# The fast lane takes a request only when its head names none of these (lowercased, at a line
-# start): everything that frames a body, is hop-by-hop, or is rewritten by the gateway goes
-# through the parser callbacks, which know what to do with each.
-_NOT_PLAIN = re.compile(
-    rb"\n(?:content-length|transfer-encoding|connection|expect|upgrade|via|keep-alive|te|trailer):"
-    rb"|\n(?:x-forwarded-|proxy-)"
-)
-_VIA_END = b"Via: " + VIA + b"\r\n\r\n"
-
-
-class _Validator:
-    """The protocol of the fast lane's parser: no callbacks, llhttp only judges the bytes."""
-
-
-_VALIDATOR = _Validator()
 
 
 class _Reject(Exception):
@@ -70,8 +54,8 @@ class ClientConnection(asyncio.Protocol):
         "hbytes",
         "head_raw",
         "idle_limit",
+        "lane",
         "lingering",
-        "lite",
         "loop",
         "parser",
         "parsing",
@@ -96,7 +80,7 @@ class ClientConnection(asyncio.Protocol):
         self.plan: Plan = svc.plan
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser: HttpRequestParser | None = HttpRequestParser(self)
-        self.lite = HttpRequestParser(_VALIDATOR)
+        self.lane = RequestLane()
         self.queue: deque[Exchange] = deque()
         self.req: Request | None = None  # the request being parsed
         self.cur: Exchange | None = None  # the exchange whose body is being read
@@ -217,37 +201,12 @@ class ClientConnection(asyncio.Protocol):
 
     # --- the fast lane ----------------------------------------------------------------------
     def _fast_request(self, data: bytes) -> bool:
-        """Take the common request whole, without the per-header callbacks; False: not taken.
-
-        The common request: one HTTP/1.1 head, alone in the buffer, no body, one Host and no
-        header the gateway must act on (see `_NOT_PLAIN`). llhttp still judges every byte (a
-        second parser without callbacks), so what is taken is exactly what the callbacks would
-        have accepted; the head goes upstream as it came, with the gateway's lines appended —
-        the same head `_upstream_head` builds. Anything else returns False before any state
-        changed, and the parser callbacks take the same bytes.
-        """
-        n = len(data)
+        """The fast lane (http/plain.py): a plain request, taken whole; False: not taken."""
         plan = self.svc.plan
-        if n > plan.plain_head_max or data.find(b"\r\n\r\n") != n - 4:
+        plain = self.lane.take(data, plan.plain_head_max)
+        if plain is None:
             return False
-        low = data.lower()
-        if _NOT_PLAIN.search(low) is not None:
-            return False
-        h = low.find(b"\nhost:")
-        if h < 0 or low.find(b"\nhost:", h + 6) >= 0:
-            return False
-        lite = self.lite
-        try:
-            lite.feed_data(data)
-        except (HttpParserError, HttpParserUpgrade):
-            self.lite = HttpRequestParser(_VALIDATOR)  # llhttp stops at an error: a fresh one
-            return False
-        method = lite.get_method()
-        if method == b"HEAD" or lite.get_http_version() != "1.1":
-            return False
-        sp = data.find(b" ")
-        url = data[sp + 1 : data.rfind(b" ", 0, data.find(b"\r\n"))]
-        host = data[h + 6 : data.find(b"\r\n", h)].strip(b" \t")
+        method, url, host = plain
         target = plan.routes.match(host, url if url[:1] == b"/" else _path_of(url))
         if target is None:
             return False
@@ -262,8 +221,8 @@ class ClientConnection(asyncio.Protocol):
         req.raw = data
         if target.key is not None:
             req.fill_names()
-        req.head = data[:-2] + self.fwd + host + b"\r\n" + _VIA_END
-        ex = Exchange(self, req, target)
+        req.head = data[:-2] + self.fwd + host + b"\r\n" + VIA_END
+        ex = Exchange(self, req, target, True)
         self.queue.append(ex)
         ex.start()
         return True
@@ -309,7 +268,7 @@ class ClientConnection(asyncio.Protocol):
             if req.host is not None:
                 self.reject = 400  # RFC 9112 §3.2: more than one Host
                 raise _Reject
-            req.host = value
+            req.host = value.rstrip(b" \t")  # llhttp strips only the leading OWS
             req.names.append(lname)
             req.values.append(value)
             req.lines.append(name + b": " + value + b"\r\n")

@@ -14,7 +14,6 @@ pausing (a slow instance reading a big upload) makes the body sender wait on `dr
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import TYPE_CHECKING
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
@@ -30,6 +29,7 @@ from tidegate.http.headers import (
     Resp,
     connection_tokens,
 )
+from tidegate.http.plain import ResponseLane
 from tidegate.http.responses import reason as default_reason
 
 if TYPE_CHECKING:
@@ -44,18 +44,6 @@ MAX_IDLE_PER_INSTANCE = 256
 _STATUS_LINES: dict[int, bytes] = {}
 _VIA_LINE = b"Via: " + VIA + b"\r\n"
 _NO_BODY_STATUSES = frozenset({204, 304})
-_VIA_END = _VIA_LINE + b"\r\n"
-
-# The fast lane takes a response only when its head names none of these (lowercased, at a line
-# start); Content-Length and Connection it handles itself.
-_NOT_PLAIN = re.compile(rb"\n(?:transfer-encoding|keep-alive|te|trailer|upgrade|tidegate-draining):|\nproxy-")
-
-
-class _Validator:
-    """The protocol of the fast lane's parser: no callbacks, llhttp only judges the bytes."""
-
-
-_VALIDATOR = _Validator()
 
 
 def _status_line(status: int, reason: bytes) -> bytes:
@@ -86,8 +74,8 @@ class UpstreamConnection(asyncio.Protocol):
         "inst",
         "interim",
         "keep_alive",
+        "lane",
         "lines",
-        "lite",
         "out_bytes",
         "parser",
         "read_paused",
@@ -107,7 +95,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.inst = inst
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = HttpResponseParser(self)
-        self.lite = HttpResponseParser(_VALIDATOR)
+        self.lane = ResponseLane()
         self.fresh = False  # bound, and no byte of the response fed to `parser` yet
         self.ex: Exchange | None = None
         self.reused = False
@@ -190,7 +178,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_bytes = True
         ex.progress += 1
         if self.fresh:
-            if ex.plain and data[:9] == b"HTTP/1.1 " and self._fast_response(ex, data):
+            if ex.plain and self._fast_response(ex, data):
                 return
             self.fresh = False
         try:
@@ -254,56 +242,14 @@ class UpstreamConnection(asyncio.Protocol):
 
     # --- the fast lane ----------------------------------------------------------------------
     def _fast_response(self, ex: Exchange, data: bytes) -> bool:
-        """Pass the common response on whole, without the per-header callbacks; False: not taken.
-
-        The common response: a final status the retry rules do not look at, its whole head and
-        exactly its Content-Length of body in this one read, no header the gateway must act on
-        but Connection (keep-alive or close, dropped as hop-by-hop). llhttp still judges every
-        byte (a second parser without callbacks). The client gets the head as it came, without
-        the Connection line and with Via added — what `commit` builds for it. Anything else
-        returns False before any state changed, and the parser callbacks take the same bytes.
-        """
-        status_text = data[9:12]
-        if not status_text.isdigit() or data[12:13] not in (b" ", b"\r"):
-            return False
-        status = int(status_text)
+        """The fast lane (http/plain.py): a plain response, passed on whole; False: not taken."""
         target = ex.target
-        if status < 200 or status == 503 or status in _NO_BODY_STATUSES or target is None:
+        if target is None or ex.client.closing:
             return False
-        if status in target.policy.statuses or ex.client.closing:
+        plain = self.lane.take(data, target.policy.statuses)
+        if plain is None:
             return False
-        end = data.find(b"\r\n\r\n")
-        if end < 0:
-            return False
-        head = data[: end + 2]
-        low = head.lower()
-        if _NOT_PLAIN.search(low) is not None:
-            return False
-        c = low.find(b"\ncontent-length:")
-        if c < 0 or low.find(b"\ncontent-length:", c + 16) >= 0:
-            return False
-        cl = low[c + 16 : low.find(b"\r\n", c)].strip(b" \t")
-        if not cl.isdigit() or len(cl) > 18 or int(cl) != len(data) - end - 4:
-            return False
-        keep = True
-        k = low.find(b"\nconnection:")
-        if k >= 0:
-            if low.find(b"\nconnection:", k + 12) >= 0:
-                return False
-            line_end = low.find(b"\r\n", k)
-            value = low[k + 12 : line_end].strip(b" \t")
-            if value == b"close":
-                keep = False
-            elif value != b"keep-alive":
-                return False
-            head = head[: k + 1] + head[line_end + 2 :]
-        lite = self.lite
-        try:
-            lite.feed_data(data)
-        except (HttpParserError, HttpParserUpgrade):
-            self.lite = HttpResponseParser(_VALIDATOR)
-            return False
-        out = head + _VIA_END + data[end + 4 :]
+        status, out, keep = plain
         n = len(out)
         ex.response_started = True
         ex.status = status
