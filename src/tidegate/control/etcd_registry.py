@@ -160,7 +160,8 @@ class EtcdRegistry:
                 self.snapshot.load(revision, ((kv.key, kv.mod_revision, kv.value or b"") for kv in kvs))
                 self._apply_all()
                 if not self.connected:
-                    _say(f"synced with etcd at {self.client.endpoint} (revision {revision})")
+                    again = "resynced" if self.synced.is_set() else "synced"
+                    _say(f"{again} with etcd at {self.client.endpoint} (revision {revision})")
                 self.connected = True
                 self.synced.set()
                 self._tried.set()
