@@ -158,7 +158,15 @@ def _render(
         limit = 512
     # dnspython shuffles each RRset as it renders by default: that would undo the weighted order
     # of the draw (the rotation), and make the rendering differ from the key it is cached under.
-    out = resp.to_wire(max_size=limit, prefer_truncation=True, want_shuffle=False)
+    try:
+        out = resp.to_wire(max_size=limit, prefer_truncation=True, want_shuffle=False)
+    except dns.exception.TooBig:
+        if not resp.pad:
+            raise
+        # A padded query (RFC 7830 §4): pad the answer unless that passes the size limit, as
+        # dnspython's 468-byte blocks do past 936 bytes of a 1232-byte limit.
+        resp.pad = 0
+        out = resp.to_wire(max_size=limit, prefer_truncation=True, want_shuffle=False)
     if out[2] & 0x02:  # TC
         figs.truncated += 1
     figs.responses[dns.rcode.to_text(resp.rcode())] += 1

@@ -5,10 +5,14 @@ Theory of operation (PowerDNS's packet cache, keeping tidegate's per-query draw)
   still happens for every query, and what is reused is the response dnspython rendered for the
   same question, EDNS options, transport, drawn addresses and zone serial.
 - `plain_query` accepts only the common shape: a standard query with one question of plain labels,
-  no answer or authority records, and no additional record but an EDNS0 OPT without options.
+  no answer or authority records, and no additional record but an EDNS0 OPT whose options, if
+  any, are ones the full path ignores: a DNS cookie (dig sends one by default) or an NSID request.
   Everything else (and every packet it is unsure of) takes the full dnspython path.
-- The key holds every byte of the query except the id and the letter case of the question name:
-  whatever dnspython makes of those bytes, it makes again. The two differences are copied into a
+- Cookies: tidegate does not implement server cookies, so it answers as a server without them
+  (RFC 7873; RFC 6891 §6.1.2: options not understood are ignored): no COOKIE in the answer,
+  from the cache or from dnspython alike; a malformed one is FORMERR (the full path says so).
+- The key holds every byte of the query except the id, the letter case of the question name and
+  the ignored EDNS options: whatever dnspython makes of those bytes, it makes again. The two differences are copied into a
   hit: the id, and the name as the client wrote it (0x20 case randomisation is echoed; the names
   after the question are compression pointers to it, so they follow its case by themselves).
 - The zone clears the cache whenever an answer set changes (serial bump, pool version), and the
@@ -21,12 +25,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from struct import unpack_from
 
+import dns.edns
 import dns.rdatatype
 
 MAX_ENTRIES = 4096
 MAX_BYTES = 1232  # bigger answers (TCP, many addresses) are rare and would make the bound loose
 _HEADER = 12
 _OPT = dns.rdatatype.OPT
+_COOKIE = dns.edns.OptionType.COOKIE
+_NSID = dns.edns.OptionType.NSID
 _OPT_SIZE = 11  # root name, type, class (payload), TTL (ext. rcode, version, flags), rdlength 0
 # Questions the full path answers FORMERR: never cached, so the figures stay the full path's.
 _NOT_QUESTIONS = frozenset((dns.rdatatype.OPT, dns.rdatatype.TSIG, dns.rdatatype.TKEY))
@@ -66,14 +73,40 @@ def plain_query(wire: bytes) -> PlainQuery | None:
         return None
     tail = end + 4
     if ar:
-        if n != tail + _OPT_SIZE or wire[tail] != 0:
+        if n < tail + _OPT_SIZE or wire[tail] != 0:
             return None
         rtype, _payload, _ercode, version, _flags, rdlen = unpack_from("!HHBBHH", wire, tail + 1)
-        if rtype != _OPT or version != 0 or rdlen != 0:
-            return None  # BADVERS and EDNS options: the full path
+        if rtype != _OPT or version != 0 or n != tail + _OPT_SIZE + rdlen:
+            return None  # BADVERS, trailing bytes, an OPT cut short: the full path
+        if rdlen and not _ignored_options(wire, tail + _OPT_SIZE, n):
+            return None
+        # The options leave no trace in the answer: the key is the one of the same query without.
+        rest = wire[2:_HEADER] + wire[end : tail + _OPT_SIZE - 2] + b"\0\0"
     elif n != tail:
         return None  # trailing bytes: the full path answers FORMERR
-    return PlainQuery(end, wire[_HEADER:end].lower(), qtype, qclass, wire[2:_HEADER] + wire[end:])
+    else:
+        rest = wire[2:_HEADER] + wire[end:]
+    return PlainQuery(end, wire[_HEADER:end].lower(), qtype, qclass, rest)
+
+
+def _ignored_options(wire: bytes, pos: int, end: int) -> bool:
+    """True if the OPT rdata wire[pos:end] holds only options that dnspython parses and the full
+    path then ignores: a well-formed COOKIE (client cookie, maybe a server cookie) or an empty
+    NSID request. A malformed COOKIE (FORMERR), PADDING (the answer is padded) and the rest (ECS
+    and others dnspython checks) take the full path."""
+    while pos < end:
+        if pos + 4 > end:
+            return False
+        code, size = unpack_from("!HH", wire, pos)
+        pos += 4 + size
+        if pos > end:
+            return False
+        if code == _COOKIE:
+            if size != 8 and not 16 <= size <= 40:
+                return False
+        elif code != _NSID or size:
+            return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
