@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import pytest
+from openapi_schema_validator import OAS31Validator
 
 from tidegate.balancing.state import State
 from tidegate.control.etcd_client import EtcdClient
+from tidegate.control.openapi import openapi_document
 from tidegate.control.registry_layout import encode_hold, hold_key, instance_key
 from tidegate.testing.etcd import Etcd
 
 A, B = "127.0.0.1:9101", "127.0.0.1:9102"
+
+
+def validate(name: str, doc: object) -> None:
+    schema = {"$ref": f"#/components/schemas/{name}", "components": openapi_document()["components"]}
+    OAS31Validator(schema).validate(doc)
+
+
 POOLS = [{"name": "web", "instances": [{"address": A}]}, {"name": "api"}]
 
 
@@ -51,6 +60,7 @@ async def test_operator_state_and_registrations_reach_every_process(
     # the pool's document says where the shared state lives
     doc = (await two.client.get("/api/pools/web")).json()
     assert doc["registry"]["type"] == "etcd" and doc["registry"]["connected"] is True
+    validate("Pool", doc)
     await two.registry.until(lambda: two.registry.describe_pool("web")["processes"] == 2)  # type: ignore[index]
 
     # removing a registered instance removes it everywhere; a file instance only where asked
@@ -101,6 +111,7 @@ async def test_a_write_etcd_does_not_take_changes_nothing_and_resyncs_after(
     r = await one.client.post(f"/api/pools/web/instances/{A}/drain")
     assert r.status_code == 503, r.text
     assert "nothing changed" in r.json()["error"]
+    validate("Error", r.json())
     assert _state(one, "web", A) is State.UP  # not here either
     r = await one.client.post("/api/pools/web/instances", json={"address": B})
     assert r.status_code == 503 and one.rt.pools["web"].get(B) is None

@@ -27,6 +27,8 @@ _ERRORS = {
     "404": {"$ref": "#/components/responses/NotFound"},
     "405": {"$ref": "#/components/responses/MethodNotAllowed"},
 }
+# Calls that change something: with the etcd registry, 503 when etcd did not take the change.
+_CHANGE_ERRORS = {**_ERRORS, "503": {"$ref": "#/components/responses/RegistryUnavailable"}}
 
 _POOL = {"name": "pool", "in": "path", "required": True, "schema": {"type": "string"}}
 _ADDRESS = {
@@ -94,7 +96,7 @@ SCHEMAS: dict[str, Any] = {
             "origin": {
                 "type": "string",
                 "enum": ["config", "api"],
-                "description": "api: registered through this API (kept across reloads)",
+                "description": "api: registered through this API or the etcd registry (kept across reloads)",
             },
             "removed": {"type": "boolean", "description": "only in DELETE answers"},
         },
@@ -162,7 +164,7 @@ def _state_action(verb: str, effect: str) -> dict[str, Any]:
             "operationId": f"{verb}Instance",
             "summary": effect,
             "parameters": [_POOL, _ADDRESS],
-            "responses": {"200": _json(_ref("Instance"), "the instance after the change"), **_ERRORS},
+            "responses": {"200": _json(_ref("Instance"), "the instance after the change"), **_CHANGE_ERRORS},
         }
     }
 
@@ -209,7 +211,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "201": _json(_ref("Instance"), "the new instance"),
                         "409": {"$ref": "#/components/responses/Conflict"},
-                        **_ERRORS,
+                        **_CHANGE_ERRORS,
                     },
                 }
             },
@@ -237,7 +239,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": _json(_ref("Instance"), "removed now (nothing was in flight); removed: true"),
                         "202": _json(_ref("Instance"), "draining; removed once idle; removed: false"),
-                        **_ERRORS,
+                        **_CHANGE_ERRORS,
                     },
                 },
             },
@@ -259,7 +261,10 @@ def openapi_document() -> dict[str, Any]:
                         "required": True,
                         "content": {"application/json": {"schema": _ref("Weight")}},
                     },
-                    "responses": {"200": _json(_ref("Instance"), "the instance after the change"), **_ERRORS},
+                    "responses": {
+                        "200": _json(_ref("Instance"), "the instance after the change"),
+                        **_CHANGE_ERRORS,
+                    },
                 }
             },
             "/metrics": {
@@ -306,6 +311,10 @@ def openapi_document() -> dict[str, Any]:
                     ("NotFound", "unknown pool, instance or route"),
                     ("MethodNotAllowed", "wrong method for this path (see Allow)"),
                     ("Conflict", "the instance is already in the pool"),
+                    (
+                        "RegistryUnavailable",
+                        "[registry] type = etcd and etcd did not take the change; nothing changed anywhere",
+                    ),
                 )
             },
             "securitySchemes": {
