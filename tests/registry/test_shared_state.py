@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 from openapi_schema_validator import OAS31Validator
 
@@ -149,3 +151,21 @@ async def test_bad_admin_calls_write_nothing(shared_etcd: Etcd, prefix: str, run
         _, kvs = await client.range_prefix(prefix + "weights/")
         _, regs = await client.range_prefix(prefix + "instances/")
     assert kvs == [] and regs == []
+
+
+async def test_a_frozen_etcd_is_noticed_and_resynced(etcd: Etcd, prefix: str, running) -> None:  # type: ignore[no-untyped-def]
+    # SIGSTOP: connections stay open and nothing answers (a partition), so the watch alone would
+    # wait forever; the failing presence renewal makes the registry read the prefix again.
+    etcd.start()
+    one = await running(etcd.url, prefix, POOLS)
+    await one.registry.until(lambda: one.registry.describe_pool("web")["processes"] == 1)  # type: ignore[index]
+    assert etcd.proc is not None
+    etcd.proc.signal(signal.SIGSTOP)
+    try:
+        await one.registry.until(lambda: not one.registry.connected, timeout=15)
+    finally:
+        etcd.proc.signal(signal.SIGCONT)
+    await one.registry.until(lambda: one.registry.connected, timeout=15)
+    async with _client(etcd.url) as client:
+        await client.put(hold_key(prefix, "web", A), encode_hold("drain"))
+    await one.registry.until(lambda: _state(one, "web", A) is State.DRAINING)

@@ -25,11 +25,13 @@ class LeasedKeys:
         ttl: int,
         keys: Mapping[str, bytes],
         note: Callable[[str], None] = lambda _: None,
+        on_trouble: Callable[[], None] = lambda: None,
     ) -> None:
         self.client = client
         self.ttl = ttl
         self.keys = dict(keys)
         self.note = note  # hears "granted LEASE", "lost …": the owner logs them its way
+        self.on_trouble = on_trouble  # called when a renewal fails (etcd is not answering)
         self.lease = 0
         self.alive = asyncio.Event()  # set while the keys are in etcd under a live lease
         self._task: asyncio.Task[None] | None = None
@@ -56,6 +58,7 @@ class LeasedKeys:
             except EtcdError as exc:
                 if self.alive.is_set():
                     self.note(f"cannot keep lease {self.lease:x} alive ({exc}); retrying")
+                    self.on_trouble()
                 self.alive.clear()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF, self.ttl / 3)

@@ -99,6 +99,7 @@ class EtcdRegistry:
             int(self.cfg.lease),
             {process_key(self.prefix, self.process_name): encode_process(admin, os.getpid())},
             lambda text: log.info("presence: %s", text),
+            self._restart_watch,
         )
         runtime.extra["registry"] = self
 
@@ -112,6 +113,13 @@ class EtcdRegistry:
             _say(
                 f"cannot reach etcd at {', '.join(self.cfg.endpoints)}; starting from the config file, retrying"
             )
+
+    def _restart_watch(self) -> None:
+        """The presence renewal failed: a watch on a connection that died without a reset (a
+        partition) would wait forever, so read the prefix again (a resync, or `lost etcd`)."""
+        if self._loop is not None and not self._loop.done():
+            self._loop.cancel()
+            self._loop = asyncio.create_task(self._sync_loop(), name="etcd-registry")
 
     async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:
         if config.registry != self.cfg:
