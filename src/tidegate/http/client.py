@@ -44,7 +44,10 @@ class _Reject(Exception):
     pass
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection:
+    """An asyncio protocol (duck-typed: not an `asyncio.Protocol` subclass, so that mypyc
+    compiles it to a native class; uvloop only calls the methods)."""
+
     __slots__ = (
         "closed",
         "closing",
@@ -264,7 +267,7 @@ class ClientConnection(asyncio.Protocol):
                 req.values.append(value)
                 req.lines.append(name + b": " + value + b"\r\n")
             return
-        if kind is Req.HOST:
+        if kind == Req.HOST:
             if req.host is not None:
                 self.reject = 400  # RFC 9112 §3.2: more than one Host
                 raise _Reject
@@ -272,13 +275,13 @@ class ClientConnection(asyncio.Protocol):
             req.names.append(lname)
             req.values.append(value)
             req.lines.append(name + b": " + value + b"\r\n")
-        elif kind is Req.CONTENT_LENGTH:
+        elif kind == Req.CONTENT_LENGTH:
             value = value.strip()
             if req.content_length is not None or not value.isdigit() or len(value) > 18:
                 self.reject = 400
                 raise _Reject
             req.content_length = int(value)
-        elif kind is Req.TRANSFER_ENCODING:
+        elif kind == Req.TRANSFER_ENCODING:
             if req.chunked:
                 self.reject = 400
                 raise _Reject
@@ -286,21 +289,21 @@ class ClientConnection(asyncio.Protocol):
                 self.reject = 501  # a coding the gateway does not implement (RFC 9112 §6.1)
                 raise _Reject
             req.chunked = True
-        elif kind is Req.CONNECTION:
+        elif kind == Req.CONNECTION:
             # Kept: `upgrade` (a switch is asked for) and tokens naming headers to drop.
             for token in connection_tokens(value):
                 if token != b"close" and token != b"keep-alive":
                     req.conn_tokens = [*(req.conn_tokens or ()), token]
-        elif kind is Req.EXPECT:
+        elif kind == Req.EXPECT:
             if value.strip().lower() != b"100-continue":
                 self.reject = 417
                 raise _Reject
             req.expect_continue = True
-        elif kind is Req.UPGRADE:
+        elif kind == Req.UPGRADE:
             req.upgrade = value
-        elif kind is Req.X_FORWARDED_FOR:
+        elif kind == Req.X_FORWARDED_FOR:
             req.xff = value if req.xff is None else req.xff + b", " + value
-        elif kind is Req.VIA:
+        elif kind == Req.VIA:
             req.via = value if req.via is None else req.via + b", " + value
         # Req.DROP: hop-by-hop or the gateway's own; not forwarded.
 

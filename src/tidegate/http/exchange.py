@@ -244,6 +244,7 @@ class Exchange:
         self._begin(target)
         pool = target.pool
         tried = self.tried
+        inst: Instance | None
         while True:
             if first is not None:
                 inst, first = first, None

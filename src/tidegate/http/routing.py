@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from tidegate.balancing.pool import Pool
 from tidegate.config.model import HttpConfig
@@ -20,7 +21,7 @@ KeyFunction = Callable[["KeySource", bytes], bytes]
 HASHING_SCHEDULERS = frozenset({"consistent-hash", "maglev", "source-hash"})
 
 
-class KeySource:
+class KeySource(Protocol):
     """What a key function may read from a request (implemented by http.request.Request)."""
 
     url: bytes

@@ -14,7 +14,7 @@ pausing (a slow instance reading a big upload) makes the body sender wait on `dr
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
@@ -55,7 +55,10 @@ def _status_line(status: int, reason: bytes) -> bytes:
     return b"HTTP/1.1 %d %s\r\n" % (status, reason)
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection:
+    """An asyncio protocol (duck-typed: not an `asyncio.Protocol` subclass, so that mypyc
+    compiles it to a native class; uvloop only calls the methods)."""
+
     __slots__ = (
         "chunk_out",
         "cl",
@@ -278,22 +281,22 @@ class UpstreamConnection(asyncio.Protocol):
                 if lname[:6] != b"proxy-":
                     self.lines.append(name + b": " + value + b"\r\n")
                 return
-        if kind is FORWARD:
+        if kind == FORWARD:
             self.lines.append(name + b": " + value + b"\r\n")
-        elif kind is Resp.CONTENT_LENGTH:
+        elif kind == Resp.CONTENT_LENGTH:
             self.cl = value.strip()
-        elif kind is Resp.TRANSFER_ENCODING:
+        elif kind == Resp.TRANSFER_ENCODING:
             self.te_chunked = value.strip().lower().endswith(b"chunked")
-        elif kind is Resp.CONNECTION:
+        elif kind == Resp.CONNECTION:
             if value == b"keep-alive" or value == b"close":
                 return  # the common values name no header; should_keep_alive() has the rest
             tokens = connection_tokens(value)
             extra = [t for t in tokens if t not in CONNECTION_OPTIONS]
             if extra:
                 self.conn_tokens = (self.conn_tokens or []) + extra
-        elif kind is Resp.DRAINING:
+        elif kind == Resp.DRAINING:
             self.draining = value.strip() == b"1"
-        elif kind is Resp.UPGRADE:
+        elif kind == Resp.UPGRADE:
             self.upgrade = value
 
     def on_headers_complete(self) -> None:
@@ -445,9 +448,9 @@ class Upstreams:
     async def connect(self, inst: Instance, timeout: float) -> UpstreamConnection:
         async with asyncio.timeout(timeout):
             _, conn = await self.loop.create_connection(
-                lambda: UpstreamConnection(self, inst), inst.host, inst.port
+                lambda: cast(asyncio.Protocol, UpstreamConnection(self, inst)), inst.host, inst.port
             )
-        return conn
+        return cast(UpstreamConnection, conn)
 
     def release(self, conn: UpstreamConnection) -> None:
         if conn.closed:
