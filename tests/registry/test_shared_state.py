@@ -8,9 +8,11 @@ import pytest
 from openapi_schema_validator import OAS31Validator
 
 from tidegate.balancing.state import State
+from tidegate.config import load_config
 from tidegate.control.etcd_client import EtcdClient
 from tidegate.control.openapi import openapi_document
 from tidegate.control.registry_layout import encode_hold, hold_key, instance_key
+from tidegate.control.runtime import Runtime
 from tidegate.testing.etcd import Etcd
 
 A, B = "127.0.0.1:9101", "127.0.0.1:9102"
@@ -169,3 +171,34 @@ async def test_a_frozen_etcd_is_noticed_and_resynced(etcd: Etcd, prefix: str, ru
     async with _client(etcd.url) as client:
         await client.put(hold_key(prefix, "web", A), encode_hold("drain"))
     await one.registry.until(lambda: _state(one, "web", A) is State.DRAINING)
+
+
+async def test_a_reload_keeps_registrations_and_operator_state(
+    shared_etcd: Etcd, prefix: str, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "t.toml"
+    text = (
+        f'[registry]\ntype = "etcd"\nendpoints = ["{shared_etcd.url}"]\nprefix = "{prefix}"\n'
+        f'[[pools]]\nname = "web"\ninstances = [{{ address = "{A}", weight = 2 }}]\n'
+    )
+    path.write_text(text)
+    rt = Runtime(load_config(path), str(path))
+    await rt.start()
+    try:
+        registry = next(s for s in rt.services if s.name == "registry")
+        await registry.set_weight("web", A, 7)  # type: ignore[attr-defined]
+        await registry.hold("web", A, "maint")  # type: ignore[attr-defined]
+        await registry.register("web", B, 3, {})  # type: ignore[attr-defined]
+        web = rt.pools["web"]
+        path.write_text(text.replace("weight = 2", "weight = 4"))
+        assert await rt.reload()
+        assert rt.pools["web"] is web
+        a, b = web.get(A), web.get(B)
+        assert a is not None and b is not None
+        assert (a.weight, a.state, b.weight) == (
+            7,
+            State.MAINT,
+            3,
+        )  # the operator's weight wins over the file's
+    finally:
+        await rt.stop()
