@@ -31,7 +31,9 @@ class Service(Protocol):
 #     def describe_pool(self, pool: str) -> dict[str, object] | None
 #
 # Sections added or removed by a reload (control/sections.py): the runtime starts a new service
-# for an added one and stops a removed one with stop(grace) in the background. Kinds that listen
+# for an added one; for a removed one it awaits `stop_listening()` if the service has it (close
+# the listeners now, so the address refuses once the reload is over), then stop(grace) runs in
+# the background. Kinds that listen
 # also offer `bind_sockets(section_cfg) -> list[socket]` beside `make_service`, which then takes
 # them as `sockets=`: a reload binds every new listener before it changes anything, and refuses
 # the whole reload if one cannot bind. Services of repeatable sections ([[http]], [[tcp]]) have

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -165,3 +166,85 @@ def test_a_killed_worker_is_started_again_on_the_same_address(start_tidegate) ->
         for _ in range(50):
             assert get(addr, "/")[0] == 200
         until(lambda: pool_view(gw)["totals"]["requests"] >= 50)
+
+
+def test_sighup_reaches_every_worker_and_the_figures_still_add_up(start_tidegate) -> None:
+    with Backend("a") as a, Backend("b") as b, Backend("c") as c:
+        gw = start_tidegate(config(a, b, workers=2))
+        addr = gw.address("http")
+        before = 40
+        for _ in range(before):
+            assert get(addr, "/")[0] == 200
+        until(lambda: pool_view(gw)["totals"]["requests"] == before)
+        per_worker_before = [w["requests"] for w in pool_view(gw)["http"]["workers"]]
+        # The file now adds c and takes a and b out of the rotation (weight 0).
+        text = config(a, b, workers=2).replace(
+            f'instances = [{{ address = "{a.address}" }}, {{ address = "{b.address}" }}]',
+            f'instances = [{{ address = "{a.address}", weight = 0 }}, {{ address = "{b.address}", weight = 0 }},'
+            f' {{ address = "{c.address}" }}]',
+        )
+        gw.config_path.write_text(text)
+        mark = len(gw.lines)
+        gw.signal(signal.SIGHUP)
+        gw.wait_for_new(r"tidegate: reloaded", mark)
+        until(lambda: in_sync(gw))
+        after = 120
+        bodies = [get(addr, "/")[1] for _ in range(after)]
+        assert set(bodies) == {b"c"}, sorted(set(bodies))
+        view = until(lambda: (v := pool_view(gw))["totals"]["requests"] == before + after and v)
+        per_worker = [w["requests"] for w in view["http"]["workers"]]
+        # Both workers served requests after the reload, and every one of them went to c.
+        assert all(now > then for now, then in zip(per_worker, per_worker_before, strict=True)), per_worker
+        assert sum(per_worker) == before + after
+        by_address = {i["address"]: i["requests"] for i in view["instances"]}
+        assert by_address[c.address] == after
+        assert by_address[a.address] + by_address[b.address] == before
+        metrics = api(gw, path="/metrics")
+        served = sum(
+            float(m.group(1))
+            for m in re.finditer(
+                r'^tidegate_instance_requests_total\{[^}]*pool="web"[^}]*\} (\S+)$', metrics, re.M
+            )
+        )
+        assert served == before + after, metrics
+
+
+def test_a_sighup_sent_to_every_tidegate_process_reloads_once_and_kills_no_worker(start_tidegate) -> None:
+    # `pkill -HUP tidegate`, or a hangup of the terminal's process group, reaches the workers too:
+    # they take reloads from the main process only, and must not die of the signal's default.
+    with Backend("a") as a, Backend("b") as b:
+        gw = start_tidegate(config(a, b, workers=2))
+        pids = worker_pids(gw)
+        mark = len(gw.lines)
+        for pid in pids:
+            os.kill(pid, signal.SIGHUP)
+        gw.signal(signal.SIGHUP)
+        gw.wait_for_new(r"tidegate: reloaded", mark)
+        until(lambda: in_sync(gw))
+        addr = gw.address("http")
+        for _ in range(20):
+            assert get(addr, "/")[0] == 200
+        assert worker_pids(gw) == pids
+        assert not any("exited" in line for line in gw.lines[mark:]), gw.output()
+
+
+def test_a_removed_workers_section_refuses_at_once_and_finishes_what_it_has(start_tidegate) -> None:
+    with Backend("a") as a:
+        pool = f'[[pools]]\nname = "web"\ninstances = [{{ address = "{a.address}" }}]\n'
+        section = '[[http]]\nlisten = "127.0.0.1:0"\npool = "web"\nworkers = 2\n'
+        gw = start_tidegate(pool + section + section)
+        addr = gw.address("http.1")
+        slow = http.client.HTTPConnection(*addr, timeout=20)
+        slow.request("GET", "/slow?ms=1500")
+        a.wait_for_request("/slow")
+        gw.config_path.write_text(pool + section)
+        mark = len(gw.lines)
+        gw.signal(signal.SIGHUP)
+        gw.wait_for_new(r"tidegate: reloaded", mark)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(addr, timeout=5).close()
+        r = slow.getresponse()
+        assert r.status == 200 and r.read() == b"a"
+        slow.close()
+        gw.wait_for_new(r"http\.1: stopped", mark, timeout=20)
+        assert get(gw.address("http"), "/")[0] == 200

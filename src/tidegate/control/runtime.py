@@ -138,11 +138,7 @@ class Runtime:
         self.pools = reload_pools(self.pools, new, self.extra.get("registered"))
         self.config = new
         for i in plan.removed:
-            self._retire(self.services[i])
-        if plan.removed:
-            # One turn of the loop runs each stop up to its first wait: the listeners are closed
-            # (stop's first step) before `reloaded` is printed, so a removed address refuses by then.
-            await asyncio.sleep(0)
+            await self._retire(self.services[i])
         services: list[Service | None] = [None] * len(wanted)
         for i, j in plan.kept:
             svc = services[j] = self.services[i]
@@ -169,14 +165,21 @@ class Runtime:
         log.info("%s: started (its section is new in the config)", svc.name)
         return svc
 
-    def _retire(self, svc: Service) -> None:
-        """Stop a service whose section left the config, in the background: its listener closes
-        now, what it has in flight finishes (up to the grace period), the reload does not wait."""
+    async def _retire(self, svc: Service) -> None:
+        """Stop a service whose section left the config: its listeners close before the reload
+        says it is done (a removed address refuses by then), what it has in flight finishes in
+        the background (up to the grace period); the reload does not wait for that."""
         log.info(
             "%s: its section left the config; stopping (in-flight work finishes, up to %gs)",
             svc.name,
             self.grace,
         )
+        stop_listening = getattr(svc, "stop_listening", None)
+        if stop_listening is not None:
+            try:
+                await stop_listening()
+            except Exception:
+                log.exception("closing the listeners of %s", svc.name)
 
         async def retire() -> None:
             try:

@@ -173,11 +173,14 @@ class DnsService:
         self.cfg = config.dns
         self.zone = zone
 
-    async def stop(self, grace: float) -> None:
+    async def stop_listening(self) -> None:
         if self._udp is not None:
             self._udp.close()
         if self._tcp is not None:
             self._tcp.close()
+
+    async def stop(self, grace: float) -> None:
+        await self.stop_listening()
         for conn in list(self.connections):
             conn.close()
         if self._tcp is not None:

@@ -82,6 +82,10 @@ class HttpService:
         self.cfg = cfg
         self.upstreams.retain({inst for pool in pools.values() for inst in pool})
 
+    async def stop_listening(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
     async def stop(self, grace: float) -> None:
         self.stopping = True
         if self.server is not None:

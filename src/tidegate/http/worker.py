@@ -6,8 +6,9 @@ main process (see worker_wire.py for what flows each way).
 Started by the main process only. The listening socket is the worker's own SO_REUSEPORT socket,
 created and kept by the main process (so connections the kernel queued on it survive a worker's
 restart); the control socket is one end of a socketpair. The worker stops gracefully on the main
-process's `stop` message, and on SIGTERM or the end of the control stream (the main process is
-gone), whichever comes first. SIGINT is the main process's to handle.
+process's `stop` message (after a `close`, which ends its accepting), and on SIGTERM or the end of
+the control stream (the main process is gone), whichever comes first. SIGINT and SIGHUP are the
+main process's to handle.
 """
 
 from __future__ import annotations
@@ -120,6 +121,12 @@ class Worker:
                 section = HttpConfig.model_validate(msg["section"])
                 await svc.reload(Config.model_construct(http=[section]), self.pools)
                 self.send({"type": "synced", "seq": msg["seq"]})
+            elif kind == "close":
+                # Stop accepting now; the main process then closes its copy of the socket, and the
+                # address refuses while what is in flight here finishes (the `stop` that follows).
+                if svc.server is not None:
+                    svc.server.close()
+                self.send({"type": "closed"})
             elif kind == "stop":
                 await svc.stop(float(msg["grace"]))
                 self._send_figures()
@@ -154,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="http")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Reloads reach a worker from the main process (a `reload` message). A SIGHUP sent to every
+    # tidegate process (`pkill -HUP`, a terminal's hangup) must not kill it by the default action.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The main process logs every pool change once; its mirrors here would repeat each N times.
     logging.getLogger("tidegate.balancing").setLevel(logging.WARNING)

@@ -12,6 +12,11 @@ so GET /api/pools, /metrics and the dashboard show the sums without knowing abou
 state change a worker makes itself (an instance's drain signal) goes to the main process at once
 and comes back to every worker in the next snapshot.
 
+Stopping (a SIGTERM, or a reload that removed the section): the main process sends `close`, each
+worker stops accepting and answers `closed`, then the main process closes its copies of the
+listening sockets, so the address refuses at once rather than queue connections nobody accepts;
+`stop` follows, and each worker finishes what it has in flight within the grace period.
+
 Messages are JSON objects, each framed by a 4-byte big-endian length, over a socketpair.
 """
 

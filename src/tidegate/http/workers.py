@@ -31,6 +31,7 @@ log = logging.getLogger("tidegate.http")
 # How often the pools are compared with what the workers were last sent (seconds).
 SYNC_INTERVAL = 0.05
 RESTART_DELAY = 0.5
+CLOSE_TIMEOUT = 5.0  # at most this long for the workers to stop accepting (one may be dying)
 
 
 def listening_sockets(address: str, n: int) -> list[socket.socket]:
@@ -66,6 +67,7 @@ class _Child:
         self.proc: asyncio.subprocess.Process | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.ready = asyncio.Event()
+        self.closed = asyncio.Event()  # the worker said it no longer accepts
         self.last: dict[str, dict[str, list[float]]] = {}
         self.idle: dict[str, int] = {}
         self.task: asyncio.Task[None] | None = None
@@ -133,8 +135,24 @@ class WorkersService:
         for child in self.children:
             child.send(msg)
 
+    async def stop_listening(self) -> None:
+        """The address refuses from now on: every worker stops accepting, then the sockets kept
+        here close (while a copy is open, the kernel would queue connections nobody accepts)."""
+        if self.stopping:
+            return
+        self.stopping = True  # no restarts: a new worker would need the socket
+        asking = [c for c in self.children if c.writer is not None and c.ready.is_set()]
+        for child in asking:
+            child.send({"type": "close"})
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                for child in asking:
+                    await child.closed.wait()
+        for child in self.children:
+            child.sock.close()
+
     async def stop(self, grace: float) -> None:
-        self.stopping = True
+        await self.stop_listening()
         if self._sync is not None:
             self._sync.cancel()
         for child in self.children:
@@ -190,6 +208,7 @@ class WorkersService:
             await asyncio.sleep(RESTART_DELAY)
 
     async def _run_child(self, child: _Child) -> None:
+        child.closed.clear()
         here, there = socket.socketpair()
         try:
             child.proc = await asyncio.create_subprocess_exec(
@@ -225,6 +244,7 @@ class WorkersService:
                     break
                 self._received(child, msg)
         finally:
+            child.closed.set()  # a worker that is gone accepts nothing
             child.writer.close()
             child.writer = None
             await child.proc.wait()
@@ -244,6 +264,8 @@ class WorkersService:
             child.synced = int(msg["seq"])
         elif kind == "ready":
             child.ready.set()
+        elif kind == "closed":
+            child.closed.set()
 
     def _add_figures(self, child: _Child, counters: dict[str, dict[str, list[float]]]) -> None:
         for pool_name, by_address in counters.items():

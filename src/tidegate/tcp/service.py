@@ -128,10 +128,13 @@ class TcpService:
             self._server.close()
             self._server = server
 
-    async def stop(self, grace: float) -> None:
+    async def stop_listening(self) -> None:
         if self._server is not None:
             self._server.close()
             self._server = None
+
+    async def stop(self, grace: float) -> None:
+        await self.stop_listening()
         collector = self.runtime.extra.get("tcp.collector")
         if collector is not None and self in collector.services:
             collector.services.remove(self)  # a listener gone by reload leaves /metrics
