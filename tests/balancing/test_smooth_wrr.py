@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tidegate.balancing import State
@@ -69,6 +69,7 @@ def test_no_window_gives_an_instance_two_more_than_its_share(weights: list[int])
 
 @settings(max_examples=50, deadline=None)
 @given(weights=weight_lists, ramps=st.lists(st.floats(0.1, 1.0), min_size=7, max_size=7))
+@example(weights=[1, 1], ramps=[0.5, 0.109375, 0.1, 0.1, 0.1, 0.1, 0.1])  # quantising moves 2.1%
 def test_precomputed_period_equals_nginx_run_live(weights: list[int], ramps: list[float]) -> None:
     pool = make_pool("weighted-round-robin", weights)
     instances = list(pool)
@@ -85,10 +86,13 @@ def test_precomputed_period_equals_nginx_run_live(weights: list[int], ramps: lis
     assert pre.precomputed and not live.precomputed
     n = 1000
     a, b = Counter(pre.pick() for _ in range(n)), Counter(live.pick() for _ in range(n))
-    # Live mode uses exact float weights, the period weights quantised to 1/32: shares agree
-    # (ramps start at 0.1, where quantising costs at most 0.5/3.2 of that instance's weight).
-    for inst in instances:
-        assert abs(a[inst] - b[inst]) <= 0.015 * n + 2
+    # Live mode uses exact float weights, the period weights quantised to 1/32: each share may
+    # differ by what quantising moved it, and smooth WRR keeps every count within 2 of its share.
+    quantised = weighted_round_robin._integer_weights(instances)
+    exact = [i.effective_weight for i in instances]
+    for k, inst in enumerate(instances):
+        moved = abs(exact[k] / sum(exact) - quantised[k] / sum(quantised))
+        assert abs(a[inst] - b[inst]) <= moved * n + 4
 
 
 def test_unramped_live_mode_is_exactly_the_precomputed_sequence() -> None:
