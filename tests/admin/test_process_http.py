@@ -280,3 +280,22 @@ def test_registered_instances_survive_sighup(start_tidegate, backends) -> None:
     until(lambda: len([line for line in proc.lines if "tidegate: reloaded" in line]) > before)
     doc = admin_get(admin, "/api/pools")["pools"][0]["instances"]
     assert [i["origin"] for i in doc] == ["config", "config"]
+
+
+def test_sighup_with_a_new_admin_listen_address_moves_the_admin_api(start_tidegate, tmp_path) -> None:
+    import http.client as hc
+    import signal as sig
+
+    pool = '[[pools]]\nname = "web"\ninstances = [{ address = "127.0.0.1:9" }]\n'
+    proc = start_tidegate('[admin]\nlisten = "127.0.0.1:0"\n' + pool)
+    proc.config_path.write_text('[admin]\nlisten = "127.0.0.6:0"\n' + pool)
+    mark = len(proc.lines)
+    proc.signal(sig.SIGHUP)
+    moved = proc.wait_for_new(r"tidegate: admin listening on 127\.0\.0\.6:(\d+)", mark, timeout=10)
+    proc.wait_for_new(r"tidegate: reloaded", mark)
+    conn = hc.HTTPConnection("127.0.0.6", int(moved.group(1)), timeout=10)
+    conn.request("GET", "/metrics")
+    r = conn.getresponse()
+    body = r.read().decode()
+    conn.close()
+    assert r.status == 200 and 'tidegate_instance_requests_total{instance="127.0.0.1:9"' in body, body[:2000]

@@ -45,7 +45,7 @@ def test_sections_of_a_config() -> None:
     got = [(s.kind, s.key[1], s.position) for s in sections_of(cfg)]
     assert got == [
         ("health", "health", 0),
-        ("admin", "admin", 0),
+        ("admin", "127.0.0.1:0", 0),
         ("http", "127.0.0.1:0", 0),
         ("tcp", "127.0.0.1:5", 0),
         ("tcp", "127.0.0.1:6", 1),

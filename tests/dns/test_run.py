@@ -162,3 +162,16 @@ def test_sighup_starts_an_added_dns_section_and_stops_a_removed_one(
         udp.send(dns.message.make_query("www.example.test.", "A").to_wire())
         with pytest.raises(ConnectionRefusedError):
             udp.recv(512)
+
+
+def test_sighup_with_a_new_dns_listen_address_moves_the_listener(
+    start_tidegate: Callable[..., Proc], listeners: list[socket.socket]
+) -> None:
+    proc = start_tidegate(_config(listeners))
+    host, port = proc.address("dns")
+    mark = _reload(proc, _config(listeners).replace('listen = "127.0.0.1:0"', 'listen = "127.0.0.5:0"'))
+    moved = proc.wait_for_new(r"tidegate: dns listening on 127\.0\.0\.5:(\d+)", mark, timeout=5)
+    assert len(_ips(_answer("127.0.0.5", int(moved.group(1))))) == 3
+    proc.wait_for_new(r"dns: stopped", mark, timeout=10)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((host, port), timeout=5).close()

@@ -110,6 +110,14 @@ class AdminService:
             self.token = config.admin.token
             self.cfg = config.admin.model_copy(update={"listen": self.cfg.listen})
 
+    async def stop_listening(self) -> None:
+        """An [admin] whose listen moved: uvicorn closes this listener within its next tick, and
+        the new service registers a collector of the same name as this one's."""
+        if self._server is not None:
+            self._server.should_exit = True
+        with contextlib.suppress(KeyError):
+            self.registry.unregister(self._collector)
+
     async def stop(self, grace: float) -> None:
         for task in [*self._removals.values(), self._sampler]:
             if task is not None:

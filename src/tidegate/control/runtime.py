@@ -131,7 +131,7 @@ class Runtime:
                 log.error(
                     "reload refused, config unchanged: the new [%s] section cannot listen on %s: %s",
                     section.kind,
-                    section.key[1] if section.kind in REPEATABLE else section.cfg.listen,
+                    section.key[1],
                     exc.strerror or exc,
                 )
                 return False

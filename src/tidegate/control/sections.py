@@ -1,12 +1,11 @@
 """Which running services a reloaded config keeps, which sections it adds, which it removes.
 
-A section is known by its kind and, for the repeatable ones ([[http]], [[tcp]]), its listen
-address, the way nginx knows a server by its `listen` and HAProxy a bind line by its address: a
-section whose listen changed is a new listener (the old one stops gracefully, the new one binds),
-not the same one moved. Single sections ([admin], [dns], [lvs], the health checks of [[pools]])
-and the etcd [registry] are kept while present; their own reload decides what of them can change
-in place. Several
-sections on the same address (port 0: "any free port") pair in file order.
+A section is known by its kind and, for those that listen ([[http]], [[tcp]], [dns], [admin]),
+its listen address, the way nginx knows a server by its `listen` and HAProxy a bind line by its
+address: a section whose listen changed is a new listener (the old one stops gracefully, the new
+one binds), not the same one moved. [lvs], the health checks of [[pools]] and the etcd
+[registry] are kept while present; their own reload decides what of them can change in place.
+Several sections on the same address (port 0: "any free port") pair in file order.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from typing import Any
 
 from tidegate.config.model import Config
 
-# A section's identity: (kind, key); key is the listen address for repeatable kinds, else the kind.
+# A section's identity: (kind, key); key is the listen address for kinds that listen, else the kind.
 Key = tuple[str, str]
 REPEATABLE = ("http", "tcp")
 
@@ -45,13 +44,13 @@ def sections_of(config: Config) -> list[Section]:
     if config.pools:
         out.append(Section("health", ("health", "health"), config, 0))
     if config.admin is not None:
-        out.append(Section("admin", ("admin", "admin"), config.admin, 0))
+        out.append(Section("admin", ("admin", config.admin.listen), config.admin, 0))
     for i, h in enumerate(config.http):
         out.append(Section("http", ("http", h.listen), h, i))
     for i, t in enumerate(config.tcp):
         out.append(Section("tcp", ("tcp", t.listen), t, i))
     if config.dns is not None:
-        out.append(Section("dns", ("dns", "dns"), config.dns, 0))
+        out.append(Section("dns", ("dns", config.dns.listen), config.dns, 0))
     if config.lvs is not None:
         out.append(Section("lvs", ("lvs", "lvs"), config.lvs, 0))
     return out

@@ -178,6 +178,9 @@ class DnsService:
             self._udp.close()
         if self._tcp is not None:
             self._tcp.close()
+        # A [dns] whose listen moved is a new service with collectors of the same names.
+        with contextlib.suppress(KeyError):
+            self.runtime.metrics.unregister(self._collector)
 
     async def stop(self, grace: float) -> None:
         await self.stop_listening()
