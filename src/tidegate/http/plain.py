@@ -22,25 +22,73 @@ Pure: bytes in, a decision out; no sockets, no clock.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Container
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser, HttpResponseParser
 
-from tidegate.http.headers import VIA
+from tidegate.http.headers import FORWARD, REQUEST_HEADERS, RESPONSE_EXACT, RESPONSE_HEADERS, VIA
 
-# Lowercased names at a line start. Requests: what frames a body, is hop-by-hop, or is
-# rewritten by the gateway. Responses: the same, less Content-Length and Connection (handled
-# here), plus the drain header.
-_REQUEST_NOT_PLAIN = re.compile(
-    rb"\n(?:content-length|transfer-encoding|connection|expect|upgrade|via|keep-alive|te|trailer):"
-    rb"|\n(?:x-forwarded-|proxy-)"
-)
-_RESPONSE_NOT_PLAIN = re.compile(
-    rb"\n(?:transfer-encoding|keep-alive|te|trailer|upgrade|tidegate-draining):|\nproxy-"
-)
 VIA_END = b"Via: " + VIA + b"\r\n\r\n"
 _NO_BODY_STATUSES = frozenset({204, 304})
+
+# What a lane does with a field, by name. The tables hold the lowercase names that matter and,
+# so that most fields cost one lookup and no lower(), the spellings clients and servers send.
+_PASS, _HOST, _LENGTH, _CONNECTION, _LONG_WAY = 0, 1, 2, 3, 4
+_COMMON_REQUEST = (
+    b"User-Agent", b"Accept", b"Accept-Encoding", b"Accept-Language", b"Cookie", b"Referer",
+    b"Cache-Control", b"Origin", b"Authorization", b"Content-Type", b"If-None-Match",
+    b"If-Modified-Since", b"Pragma", b"Sec-Fetch-Dest", b"Sec-Fetch-Mode", b"Sec-Fetch-Site",
+    b"Sec-Fetch-User", b"Upgrade-Insecure-Requests", b"X-Requested-With", b"Priority",
+)  # fmt: skip
+
+
+def _table(specials: dict[bytes, int], common: tuple[bytes, ...]) -> dict[bytes, int]:
+    table = {name: _PASS for name in common}
+    for name, kind in specials.items():
+        table[name] = kind
+        table[b"-".join(part.capitalize() for part in name.split(b"-"))] = kind
+    return table
+
+
+_REQUEST_FIELDS = _table({**{name: _LONG_WAY for name in REQUEST_HEADERS}, b"host": _HOST}, _COMMON_REQUEST)
+_RESPONSE_FIELDS = _table(
+    {
+        **{name: _LONG_WAY for name in RESPONSE_HEADERS},
+        b"content-length": _LENGTH,
+        b"connection": _CONNECTION,
+    },
+    tuple(name for name, kind in RESPONSE_EXACT.items() if kind == FORWARD),
+)
+
+
+def _number(digits: bytes) -> int:
+    """The value of ASCII digits (checked by the caller): int() on bytes is a slow type call."""
+    n = 0
+    for d in digits:
+        n = n * 10 + d - 48
+    return n
+
+
+def _request_field(name: bytes) -> int:
+    kind = _REQUEST_FIELDS.get(name)
+    if kind is not None:
+        return kind
+    lname = name.lower()
+    kind = _REQUEST_FIELDS.get(lname)
+    if kind is not None:
+        return kind
+    return _LONG_WAY if lname.startswith((b"proxy-", b"x-forwarded-")) else _PASS
+
+
+def _response_field(name: bytes) -> int:
+    kind = _RESPONSE_FIELDS.get(name)
+    if kind is not None:
+        return kind
+    lname = name.lower()
+    kind = _RESPONSE_FIELDS.get(lname)
+    if kind is not None:
+        return kind
+    return _LONG_WAY if lname.startswith(b"proxy-") else _PASS
 
 
 class _Judge:
@@ -62,25 +110,30 @@ class RequestLane:
         `max_head` is the most bytes a head may have here without counting lines against the
         limits (no longer than the request-line and the header limits both).
         """
-        n = len(data)
-        if n > max_head or data.find(b"\r\n\r\n") != n - 4:
+        if len(data) > max_head or not data.endswith(b"\r\n\r\n"):
             return None
-        low = data.lower()
-        if _REQUEST_NOT_PLAIN.search(low) is not None:
+        lines = data[:-4].split(b"\r\n")
+        parts = lines[0].split(b" ")
+        if len(parts) != 3 or parts[2] != b"HTTP/1.1" or parts[0] == b"HEAD":
             return None
-        h = low.find(b"\nhost:")
-        if h < 0 or low.find(b"\nhost:", h + 6) >= 0:
-            return None
-        eol = data.find(b"\r\n")
-        if data[eol - 9 : eol] != b" HTTP/1.1" or data[:5] == b"HEAD ":
+        host = None
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            if not colon:
+                return None  # an empty line (a second message), or no field at all
+            kind = _request_field(name)
+            if kind == _HOST and host is None:
+                host = value
+            elif kind:
+                return None  # a field the long way acts on, or a second Host
+        if host is None:
             return None
         try:
             self.parser.feed_data(data)
         except (HttpParserError, HttpParserUpgrade):
             self.parser = HttpRequestParser(_JUDGE)  # llhttp stops at an error: a fresh one
             return None
-        sp = data.find(b" ")
-        return data[:sp], data[sp + 1 : eol - 9], data[h + 6 : data.find(b"\r\n", h)].strip(b" \t")
+        return parts[0], parts[1], host.strip(b" \t")
 
 
 class ResponseLane:
@@ -96,39 +149,42 @@ class ResponseLane:
         `retried`: statuses the retry rules look at (they go the long way, as does 503, which
         may be the drain signal).
         """
-        if data[:9] != b"HTTP/1.1 ":
-            return None
-        status_text = data[9:12]
-        if not status_text.isdigit() or data[12:13] not in (b" ", b"\r"):
-            return None
-        status = int(status_text)
-        if status < 200 or status == 503 or status in _NO_BODY_STATUSES or status in retried:
-            return None
         end = data.find(b"\r\n\r\n")
         if end < 0:
             return None
-        head = data[: end + 2]
-        low = head.lower()
-        if _RESPONSE_NOT_PLAIN.search(low) is not None:
+        lines = data[:end].split(b"\r\n")
+        status_line = lines[0]
+        if not status_line.startswith(b"HTTP/1.1 ") or len(status_line) < 12:
             return None
-        c = low.find(b"\ncontent-length:")
-        if c < 0 or low.find(b"\ncontent-length:", c + 16) >= 0:
+        status_text = status_line[9:12]
+        if not status_text.isdigit() or (len(status_line) > 12 and status_line[12] != 32):
             return None
-        length = low[c + 16 : low.find(b"\r\n", c)].strip(b" \t")
-        if not length.isdigit() or len(length) > 18 or int(length) != len(data) - end - 4:
+        status = status_line[9] * 100 + status_line[10] * 10 + status_line[11] - 5328  # 5328: "000"
+        if status < 200 or status == 503 or status in _NO_BODY_STATUSES or status in retried:
             return None
+        length = b""
+        connection = -1  # the index of the Connection line
         keep = True
-        k = low.find(b"\nconnection:")
-        if k >= 0:
-            if low.find(b"\nconnection:", k + 12) >= 0:
+        for i in range(1, len(lines)):
+            name, colon, value = lines[i].partition(b":")
+            if not colon:
                 return None
-            line_end = low.find(b"\r\n", k)
-            value = low[k + 12 : line_end].strip(b" \t")
-            if value == b"close":
-                keep = False
-            elif value != b"keep-alive":
-                return None
-            head = head[: k + 1] + head[line_end + 2 :]
+            kind = _response_field(name)
+            if kind == _PASS:
+                continue
+            if kind == _LENGTH and not length:
+                length = value.strip(b" \t")
+            elif kind == _CONNECTION and connection < 0:
+                connection = i
+                token = value.strip(b" \t").lower()
+                if token == b"close":
+                    keep = False
+                elif token != b"keep-alive":
+                    return None
+            else:
+                return None  # a field the long way acts on, or a second Content-Length/Connection
+        if not length.isdigit() or len(length) > 18 or _number(length) != len(data) - end - 4:
+            return None
         try:
             self.parser.feed_data(data)
         except (HttpParserError, HttpParserUpgrade):
@@ -136,4 +192,9 @@ class ResponseLane:
             return None
         if not keep:
             self.parser = HttpResponseParser(_JUDGE)  # llhttp takes nothing after a close
-        return status, head + VIA_END + data[end + 4 :], keep
+        if connection < 0:
+            return status, b"".join((data[: end + 2], VIA_END, data[end + 4 :])), keep
+        # The Connection line is hop-by-hop: the client gets the head without it.
+        del lines[connection]
+        lines.append(VIA_END)
+        return status, b"\r\n".join(lines) + data[end + 4 :], keep
