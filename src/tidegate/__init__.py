@@ -28,7 +28,9 @@ class _Sources(importlib.abc.MetaPathFinder):
     ) -> importlib.machinery.ModuleSpec | None:
         if fullname not in self.names:
             return None
-        return importlib.util.spec_from_file_location(fullname, self.root / (fullname.replace(".", "/") + ".py"))
+        return importlib.util.spec_from_file_location(
+            fullname, self.root / (fullname.replace(".", "/") + ".py")
+        )
 
 
 def _native_guard() -> None:

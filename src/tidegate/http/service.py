@@ -58,11 +58,17 @@ class HttpService:
         self.loop = asyncio.get_running_loop()
         self.upstreams = Upstreams(self.loop)
         if self.sock is not None:
-            self.server = await self.loop.create_server(lambda: cast(asyncio.Protocol, ClientConnection(self)), sock=self.sock)
+            self.server = await self.loop.create_server(
+                lambda: cast(asyncio.Protocol, ClientConnection(self)), sock=self.sock
+            )
         else:
             host, port = split_address(self.cfg.listen)
             self.server = await self.loop.create_server(
-                lambda: cast(asyncio.Protocol, ClientConnection(self)), host, port, backlog=2048, reuse_address=True
+                lambda: cast(asyncio.Protocol, ClientConnection(self)),
+                host,
+                port,
+                backlog=2048,
+                reuse_address=True,
             )
         bound = self.server.sockets[0].getsockname()
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
