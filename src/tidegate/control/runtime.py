@@ -9,6 +9,7 @@ on stderr, which is what scripts and tests wait for.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 import signal
@@ -212,6 +213,9 @@ class Runtime:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
         await self.start()
+        # What start-up made (config, pools, imported modules) lives as long as the process:
+        # out of the collector's sight, a full collection no longer walks it all.
+        gc.freeze()
         print("tidegate: ready", file=sys.stderr, flush=True)
         await self.stopped.wait()
 

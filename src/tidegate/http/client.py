@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser, parse_url
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 # After answering an error on a stream whose request body was not read, keep reading (and
 # discarding) this long before closing, so the client sees the answer rather than a reset.
-LINGER_SECONDS = 2.0
+LINGER_SECONDS: Final = 2.0
 
 
 class _Reject(Exception):
@@ -224,7 +224,7 @@ class ClientConnection:
         req.raw = data
         if target.key is not None:
             req.fill_names()
-        req.head = data[:-2] + self.fwd + host + b"\r\n" + VIA_END
+        req.head = b"".join((data[:-2], self.fwd, host, b"\r\n", VIA_END))
         ex = Exchange(self, req, target, True)
         self.queue.append(ex)
         ex.start()

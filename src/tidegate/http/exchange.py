@@ -142,7 +142,7 @@ class Exchange:
                 conn = client.svc.upstreams.acquire(inst)
                 if conn is not None:
                     self.fast = True
-                    self._open_attempt(inst)
+                    self._open_attempt(inst, req.started)
                     self._send(conn, True)
                     return
                 self.task = client.loop.create_task(self.run(inst))
@@ -234,7 +234,7 @@ class Exchange:
             self.begun = True
             if target.key is not None:
                 self.key = target.key(self.req, self.client.peer)
-            target.budget.record_request(self.client.loop.time())
+            target.budget.record_request(self.req.started)
 
     async def _proxy(self, first: Instance | None) -> None:
         target = self.target
@@ -286,7 +286,7 @@ class Exchange:
                 )
         return d
 
-    def _open_attempt(self, inst: Instance) -> None:
+    def _open_attempt(self, inst: Instance, now: float = -1.0) -> None:
         # In service from the pick on, connecting included: least-connections and p2c must see
         # a request that is still connecting, or a burst all lands on one instance.
         self.inst = inst
@@ -295,7 +295,8 @@ class Exchange:
         c.active += 1
         if self.attempt > 1:
             c.retries += 1
-        self.started = self.client.loop.time()
+        # The first attempt of a request taken at once starts when the request came (`now`).
+        self.started = now if now >= 0 else self.client.loop.time()
 
     def _close_attempt(self, inst: Instance, outcome: Outcome | _Abandoned) -> None:
         c = inst.counters

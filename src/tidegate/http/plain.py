@@ -23,18 +23,24 @@ Pure: bytes in, a decision out; no sockets, no clock.
 from __future__ import annotations
 
 from collections.abc import Container
+from typing import Final
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser, HttpResponseParser
 
 from tidegate.http.headers import FORWARD, REQUEST_HEADERS, RESPONSE_EXACT, RESPONSE_HEADERS, VIA
 
-VIA_END = b"Via: " + VIA + b"\r\n\r\n"
-_NO_BODY_STATUSES = frozenset({204, 304})
+VIA_END: Final = b"Via: " + VIA + b"\r\n\r\n"
+_CRLF_VIA_END: Final = b"\r\n" + VIA_END
+_NO_BODY_STATUSES: Final = frozenset({204, 304})
 
 # What a lane does with a field, by name. The tables hold the lowercase names that matter and,
 # so that most fields cost one lookup and no lower(), the spellings clients and servers send.
-_PASS, _HOST, _LENGTH, _CONNECTION, _LONG_WAY = 0, 1, 2, 3, 4
-_COMMON_REQUEST = (
+_PASS: Final = 0
+_HOST: Final = 1
+_LENGTH: Final = 2
+_CONNECTION: Final = 3
+_LONG_WAY: Final = 4
+_COMMON_REQUEST: Final = (
     b"User-Agent", b"Accept", b"Accept-Encoding", b"Accept-Language", b"Cookie", b"Referer",
     b"Cache-Control", b"Origin", b"Authorization", b"Content-Type", b"If-None-Match",
     b"If-Modified-Since", b"Pragma", b"Sec-Fetch-Dest", b"Sec-Fetch-Mode", b"Sec-Fetch-Site",
@@ -50,8 +56,10 @@ def _table(specials: dict[bytes, int], common: tuple[bytes, ...]) -> dict[bytes,
     return table
 
 
-_REQUEST_FIELDS = _table({**{name: _LONG_WAY for name in REQUEST_HEADERS}, b"host": _HOST}, _COMMON_REQUEST)
-_RESPONSE_FIELDS = _table(
+_REQUEST_FIELDS: Final = _table(
+    {**{name: _LONG_WAY for name in REQUEST_HEADERS}, b"host": _HOST}, _COMMON_REQUEST
+)
+_RESPONSE_FIELDS: Final = _table(
     {
         **{name: _LONG_WAY for name in RESPONSE_HEADERS},
         b"content-length": _LENGTH,
@@ -67,6 +75,16 @@ def _number(digits: bytes) -> int:
     for d in digits:
         n = n * 10 + d - 48
     return n
+
+
+def _firsts(*tables: dict[bytes, int]) -> frozenset[int]:
+    """The first letters (lowercased) of the names the lanes act on: a field starting with any
+    other is passed on without looking at its name."""
+    return frozenset(name[0] | 32 for table in tables for name, kind in table.items() if kind)
+
+
+_REQUEST_FIRSTS: Final = _firsts(_REQUEST_FIELDS, {b"proxy-": 1, b"x-forwarded-": 1})
+_RESPONSE_FIRSTS: Final = _firsts(_RESPONSE_FIELDS, {b"proxy-": 1})
 
 
 def _request_field(name: bytes) -> int:
@@ -95,7 +113,7 @@ class _Judge:
     """The protocol of a lane's parser: no callbacks, llhttp only judges the bytes."""
 
 
-_JUDGE = _Judge()
+_JUDGE: Final = _Judge()
 
 
 class RequestLane:
@@ -118,6 +136,10 @@ class RequestLane:
             return None
         host = None
         for line in lines[1:]:
+            if not line:
+                return None  # an empty line: a second message follows the first
+            if line[0] | 32 not in _REQUEST_FIRSTS:
+                continue  # no field the lane acts on starts with this letter
             name, colon, value = line.partition(b":")
             if not colon:
                 return None  # an empty line (a second message), or no field at all
@@ -149,10 +171,10 @@ class ResponseLane:
         `retried`: statuses the retry rules look at (they go the long way, as does 503, which
         may be the drain signal).
         """
-        end = data.find(b"\r\n\r\n")
-        if end < 0:
+        head, blank, body = data.partition(b"\r\n\r\n")
+        if not blank:
             return None
-        lines = data[:end].split(b"\r\n")
+        lines = head.split(b"\r\n")
         status_line = lines[0]
         if not status_line.startswith(b"HTTP/1.1 ") or len(status_line) < 12:
             return None
@@ -166,7 +188,10 @@ class ResponseLane:
         connection = -1  # the index of the Connection line
         keep = True
         for i in range(1, len(lines)):
-            name, colon, value = lines[i].partition(b":")
+            line = lines[i]
+            if line[:1] and line[0] | 32 not in _RESPONSE_FIRSTS:
+                continue  # no field the lane acts on starts with this letter
+            name, colon, value = line.partition(b":")
             if not colon:
                 return None
             kind = _response_field(name)
@@ -176,14 +201,16 @@ class ResponseLane:
                 length = value.strip(b" \t")
             elif kind == _CONNECTION and connection < 0:
                 connection = i
-                token = value.strip(b" \t").lower()
-                if token == b"close":
+                token = value if value == b" keep-alive" else value.strip(b" \t").lower()
+                if token == b" keep-alive":
+                    pass
+                elif token == b"close":
                     keep = False
                 elif token != b"keep-alive":
                     return None
             else:
                 return None  # a field the long way acts on, or a second Content-Length/Connection
-        if not length.isdigit() or len(length) > 18 or _number(length) != len(data) - end - 4:
+        if not length.isdigit() or len(length) > 18 or _number(length) != len(body):
             return None
         try:
             self.parser.feed_data(data)
@@ -193,8 +220,8 @@ class ResponseLane:
         if not keep:
             self.parser = HttpResponseParser(_JUDGE)  # llhttp takes nothing after a close
         if connection < 0:
-            return status, b"".join((data[: end + 2], VIA_END, data[end + 4 :])), keep
+            return status, b"".join((head, _CRLF_VIA_END, body)), keep
         # The Connection line is hop-by-hop: the client gets the head without it.
         del lines[connection]
         lines.append(VIA_END)
-        return status, b"\r\n".join(lines) + data[end + 4 :], keep
+        return status, b"".join((b"\r\n".join(lines), body)), keep

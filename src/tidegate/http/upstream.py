@@ -14,7 +14,7 @@ pausing (a slow instance reading a big upload) makes the body sender wait on `dr
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
@@ -38,12 +38,12 @@ if TYPE_CHECKING:
 # Idle keep-alive connections to an instance are closed after this long. Below the 5 s that
 # uvicorn, Node and gunicorn keep idle connections, so the instance rarely closes one just as a
 # request is sent on it (that race is retried anyway, as REUSED_CLOSED).
-UPSTREAM_IDLE_SECONDS = 4.0
-MAX_IDLE_PER_INSTANCE = 256
+UPSTREAM_IDLE_SECONDS: Final = 4.0
+MAX_IDLE_PER_INSTANCE: Final = 256
 
 _STATUS_LINES: dict[int, bytes] = {}
-_VIA_LINE = b"Via: " + VIA + b"\r\n"
-_NO_BODY_STATUSES = frozenset({204, 304})
+_VIA_LINE: Final = b"Via: " + VIA + b"\r\n"
+_NO_BODY_STATUSES: Final = frozenset({204, 304})
 
 
 def _status_line(status: int, reason: bytes) -> bytes:

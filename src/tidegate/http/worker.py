@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -90,6 +91,7 @@ class Worker:
         svc.name = self.name
         await svc.start()
         loop.add_signal_handler(signal.SIGTERM, lambda: self.done.set())
+        gc.freeze()  # as the main process: start-up's objects live as long as the worker
         self.send({"type": "ready"})
         self.send({"type": "synced", "seq": first["seq"]})
         reporter = loop.create_task(self._report())

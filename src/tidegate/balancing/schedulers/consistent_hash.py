@@ -29,7 +29,6 @@ VNODES_PER_WEIGHT = 1024
 MAX_POINTS = 1 << 18
 
 
-@register("consistent-hash")
 class ConsistentHash:
     def __init__(self, vnodes_per_weight: int = VNODES_PER_WEIGHT) -> None:
         self._vnodes = vnodes_per_weight
@@ -71,3 +70,7 @@ class ConsistentHash:
             if other not in avoid:
                 return other
         return inst
+
+
+# Registered by call, not as a decorator: a decorated class cannot compile to a native one.
+register("consistent-hash")(ConsistentHash)

@@ -18,7 +18,6 @@ from tidegate.balancing.scheduler import register
 from tidegate.observe.counters import Counters
 
 
-@register("p2c")
 class PowerOfTwoChoices:
     def __init__(self, rng: random.Random | None = None) -> None:
         self._random = (rng or random.Random()).random
@@ -74,3 +73,7 @@ class PowerOfTwoChoices:
             if best is None or load < least:
                 best, least = inst, load
         return best if best is not None else self._instances[0]
+
+
+# Registered by call, not as a decorator: a decorated class cannot compile to a native one.
+register("p2c")(PowerOfTwoChoices)

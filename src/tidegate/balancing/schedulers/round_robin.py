@@ -8,8 +8,6 @@ from tidegate.balancing.instance import Instance
 from tidegate.balancing.scheduler import register
 
 
-@register("round-robin")
-@register("rr")
 class RoundRobin:
     def __init__(self) -> None:
         self._ring: list[Instance] = []
@@ -51,3 +49,8 @@ def next_position(ring: Sequence[Instance], coming: Instance | None, old: int) -
             if ring[(old + step) % n] is coming:
                 return (old + step) % n
     return old
+
+
+# Registered by call, not as a decorator: a decorated class cannot compile to a native one.
+register("round-robin")(RoundRobin)
+register("rr")(RoundRobin)

@@ -14,7 +14,6 @@ from tidegate.balancing.scheduler import register
 REDRAWS = 3
 
 
-@register("random")
 class WeightedRandom:
     def __init__(self, rng: random.Random | None = None) -> None:
         self._random = (rng or random.Random()).random
@@ -49,3 +48,7 @@ class WeightedRandom:
             if other not in avoid:
                 return other
         return inst
+
+
+# Registered by call, not as a decorator: a decorated class cannot compile to a native one.
+register("random")(WeightedRandom)

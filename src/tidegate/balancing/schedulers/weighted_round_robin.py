@@ -54,8 +54,6 @@ def _integer_weights(instances: Sequence[Instance]) -> list[int]:
     return [w // g for w in ints]
 
 
-@register("weighted-round-robin")
-@register("wrr")
 class SmoothWeightedRoundRobin:
     def __init__(self) -> None:
         self._instances: list[Instance] = []
@@ -113,3 +111,8 @@ class SmoothWeightedRoundRobin:
             return self._pick_live(())
         current[best] -= total
         return instances[best]
+
+
+# Registered by call, not as a decorator: a decorated class cannot compile to a native one.
+register("weighted-round-robin")(SmoothWeightedRoundRobin)
+register("wrr")(SmoothWeightedRoundRobin)
