@@ -17,7 +17,7 @@ Pure: time is passed in, the caller applies the verdicts to the pool.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tidegate.balancing.instance import Instance
@@ -124,3 +124,19 @@ class OutlierDetector:
         keep = set(members)
         for inst in [i for i in self._records if i not in keep]:
             del self._records[inst]
+
+
+class PassiveHook:
+    """A pool's `on_result` for passive detection. A success, once per proxied request, is the
+    detector's alone (compiled: no interpreted frame on the hot path); a failure goes to
+    `on_failure`, which judges it with the pool in view."""
+
+    def __init__(self, detector: OutlierDetector, on_failure: Callable[[Instance], None]) -> None:
+        self.detector = detector
+        self.on_failure = on_failure
+
+    def __call__(self, inst: Instance, ok: bool) -> None:
+        if ok:
+            self.detector.success(inst)
+        else:
+            self.on_failure(inst)

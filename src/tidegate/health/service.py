@@ -29,7 +29,7 @@ from tidegate.balancing.instance import Instance
 from tidegate.balancing.pool import OPERATOR, Pool, StateChange
 from tidegate.balancing.transitions import Event
 from tidegate.config.model import Config, HealthConfig, PoolConfig
-from tidegate.health.outlier import OutlierDetector
+from tidegate.health.outlier import OutlierDetector, PassiveHook
 from tidegate.health.probes import ProbeResult, probe_http, probe_tcp
 from tidegate.health.rise_fall import RiseFall
 from tidegate.health.verdict import event_for
@@ -271,18 +271,15 @@ class HealthService:
         return True
 
     # --- passive detection ------------------------------------------------------------------
-    def _passive_hook(self, w: _Watch) -> Any:
+    def _passive_hook(self, w: _Watch) -> PassiveHook:
         detector = w.detector
 
-        def on_result(inst: Instance, ok: bool) -> None:
-            if ok:
-                detector.success(inst)
-                return
+        def on_failure(inst: Instance) -> None:
             ejection = detector.failure(inst, self._now(), list(w.pool))
             if ejection is not None:
                 self._reconcile(w, inst, ejection.cause)
 
-        return on_result
+        return PassiveHook(detector, on_failure)
 
     # --- the tick: ejections that end, slow-start ramps ---------------------------------------
     async def _tick_loop(self) -> None:

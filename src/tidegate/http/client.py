@@ -73,6 +73,7 @@ class ClientConnection:
         "transport",
         "tunnel",
         "tunnel_inst",
+        "upstreams",
         "write_paused",
         "xff_self",
     )
@@ -80,6 +81,7 @@ class ClientConnection:
     def __init__(self, svc: HttpService) -> None:
         self.svc = svc
         self.loop = svc.loop
+        self.upstreams = svc.upstreams
         self.plan: Plan = svc.plan
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser: HttpRequestParser | None = HttpRequestParser(self)
@@ -216,12 +218,11 @@ class ClientConnection:
         now = self.loop.time()
         self.plan = plan
         self.since = now
-        req = Request(now)
+        req = Request(now, data)
         req.method = method
         req.url = url
         req.host = host
         req.complete = True
-        req.raw = data
         if target.key is not None:
             req.fill_names()
         req.head = b"".join((data[:-2], self.fwd, host, b"\r\n", VIA_END))
@@ -462,7 +463,7 @@ class ClientConnection:
         if not self.closed:
             self.transport.write(data)
 
-    def exchange_done(self, ex: Exchange) -> None:
+    def exchange_done(self, ex: Exchange, now: float = -1.0) -> None:
         queue = self.queue
         if queue and queue[0] is ex:
             queue.popleft()
@@ -484,7 +485,7 @@ class ClientConnection:
             self._close(linger=self.parser is None)
             return
         if not self.parsing:
-            self.since = self.loop.time()
+            self.since = now if now >= 0 else self.loop.time()
             self.idle_limit = self.plan.idle_timeout
         if self.read_paused and self.early is None:
             self.read_paused = False

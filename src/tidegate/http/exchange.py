@@ -139,7 +139,7 @@ class Exchange:
             self.attempt = 1
             inst = target.pool.pick(self.key, ())
             if inst is not None:
-                conn = client.svc.upstreams.acquire(inst)
+                conn = client.upstreams.acquire(inst)
                 if conn is not None:
                     self.fast = True
                     self._open_attempt(inst, req.started)
@@ -462,21 +462,22 @@ class Exchange:
         self.fast = False
         self.conn = None
         client = self.client
+        now = client.loop.time()
         if reusable:
-            client.svc.upstreams.release(conn)
+            client.upstreams.release(conn, now)
         else:
             conn.discard()
         inst = conn.inst
         c = inst.counters
         c.active -= 1
         c.completed += 1
-        c.record_latency(client.loop.time() - self.started)
+        c.record_latency(now - self.started)
         self.target.pool.report(inst, True)  # type: ignore[union-attr]
         self.finished = True
         if client.svc.access_log is not None:
             self._log()
         if not client.closed:
-            client.exchange_done(self)
+            client.exchange_done(self, now)
 
     def response_done(self, conn: UpstreamConnection, reusable: bool) -> None:
         self.conn = None

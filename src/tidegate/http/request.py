@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from tidegate.http.attempts import BodyStore
+
+# The header lists of every request the fast lane took, until `fill_names` makes its own.
+_UNFILLED: Final[list[bytes]] = []
 
 
 class Request:
@@ -34,11 +39,16 @@ class Request:
     conn_tokens: list[bytes] | None = None  # Connection tokens naming headers to drop
     raw: bytes | None = None  # the client's head, when the fast lane took the request
 
-    def __init__(self, started: float) -> None:
+    def __init__(self, started: float, raw: bytes | None = None) -> None:
         self.started = started
-        self.names: list[bytes] = []
-        self.values: list[bytes] = []
-        self.lines: list[bytes] = []
+        if raw is None:
+            self.names: list[bytes] = []
+            self.values: list[bytes] = []
+            self.lines: list[bytes] = []
+        else:
+            # Taken by the fast lane: the lists stay unmade (and shared, empty) until read.
+            self.raw = raw
+            self.names = self.values = self.lines = _UNFILLED
 
     def fill_names(self) -> None:
         """`names`/`values`/`lines` from the raw head, for a request the fast lane took.
@@ -51,6 +61,7 @@ class Request:
         if raw is None:
             return
         self.raw = None
+        self.names, self.values, self.lines = [], [], []
         for line in raw.split(b"\r\n")[1:]:
             if line:
                 name, _, value = line.partition(b":")

@@ -452,7 +452,7 @@ class Upstreams:
             )
         return cast(UpstreamConnection, conn)
 
-    def release(self, conn: UpstreamConnection) -> None:
+    def release(self, conn: UpstreamConnection, now: float = -1.0) -> None:
         if conn.closed:
             return
         conns = self.idle.get(conn.inst)
@@ -464,7 +464,7 @@ class Upstreams:
         # The last piece of the response may have paused it for a slow client; idle, it must
         # read again (to see the instance close it, and the next response).
         conn.resume_reading()
-        conn.idle_since = self.loop.time()
+        conn.idle_since = now if now >= 0 else self.loop.time()
         conns.append(conn)
 
     def forget(self, conn: UpstreamConnection) -> None:
