@@ -70,17 +70,23 @@ _RESPONSE_FIELDS: Final = _table(
 
 
 def _number(digits: bytes) -> int:
-    """The value of ASCII digits (checked by the caller): int() on bytes is a slow type call."""
+    """The value of 1 to 18 ASCII digits, else -1. (int() on bytes is a slow type call, and
+    this also judges the digits, as isdigit() would.)"""
+    if not 0 < len(digits) <= 18:
+        return -1
     n = 0
     for d in digits:
+        if not 48 <= d <= 57:
+            return -1
         n = n * 10 + d - 48
     return n
 
 
-def _firsts(*tables: dict[bytes, int]) -> frozenset[int]:
-    """The first letters (lowercased) of the names the lanes act on: a field starting with any
-    other is passed on without looking at its name."""
-    return frozenset(name[0] | 32 for table in tables for name, kind in table.items() if kind)
+def _firsts(*tables: dict[bytes, int]) -> bytes:
+    """For each byte, 1 if a name the lanes act on may start with it (either case): a field
+    starting with any other is passed on without looking at its name. (Indexed, not hashed.)"""
+    firsts = {name[0] | 32 for table in tables for name, kind in table.items() if kind}
+    return bytes(1 if b | 32 in firsts else 0 for b in range(256))
 
 
 _REQUEST_FIRSTS: Final = _firsts(_REQUEST_FIELDS, {b"proxy-": 1, b"x-forwarded-": 1})
@@ -138,7 +144,7 @@ class RequestLane:
         for line in lines[1:]:
             if not line:
                 return None  # an empty line: a second message follows the first
-            if line[0] | 32 not in _REQUEST_FIRSTS:
+            if not _REQUEST_FIRSTS[line[0]]:
                 continue  # no field the lane acts on starts with this letter
             name, colon, value = line.partition(b":")
             if not colon:
@@ -189,7 +195,7 @@ class ResponseLane:
         keep = True
         for i in range(1, len(lines)):
             line = lines[i]
-            if line[:1] and line[0] | 32 not in _RESPONSE_FIRSTS:
+            if line and not _RESPONSE_FIRSTS[line[0]]:
                 continue  # no field the lane acts on starts with this letter
             name, colon, value = line.partition(b":")
             if not colon:
@@ -210,7 +216,7 @@ class ResponseLane:
                     return None
             else:
                 return None  # a field the long way acts on, or a second Content-Length/Connection
-        if not length.isdigit() or len(length) > 18 or _number(length) != len(body):
+        if _number(length) != len(body):
             return None
         try:
             self.parser.feed_data(data)
