@@ -10,8 +10,8 @@ whole instead:
   takes is exactly what the callback parser would have accepted (bare LF, obs-fold, spaces
   before the colon, bad tokens — all refused by llhttp, and the buffer goes the long way);
 - the head goes on as it came, with what the gateway adds (requests: X-Forwarded-*, Via;
-  responses: Via, the hop-by-hop Connection line dropped) — the same head the callback path
-  builds, up to the order of the lines it moves;
+  responses: Via, a `Connection: close` line dropped) — the head the callback path builds, up
+  to the order of the lines it moves and a `Connection: keep-alive` it would have said anew;
 - anything else (a header from `_REQUEST_NOT_PLAIN` / `_RESPONSE_NOT_PLAIN`, a duplicate Host
   or Content-Length, a body, a partial head, HTTP/1.0, HEAD, a status the retry rules or the
   drain signal look at) returns None with nothing changed, and the callback path takes the same
@@ -225,9 +225,11 @@ class ResponseLane:
             return None
         if not keep:
             self.parser = HttpResponseParser(_JUDGE)  # llhttp takes nothing after a close
-        if connection < 0:
+        if keep:
+            # A `Connection: keep-alive` line may stay: hop-by-hop, but as true of the client's
+            # hop (the lane answers only kept-alive HTTP/1.1 requests), as nginx says it itself.
             return status, b"".join((head, _CRLF_VIA_END, body)), keep
-        # The Connection line is hop-by-hop: the client gets the head without it.
+        # `Connection: close` is the instance's hop only: the client gets the head without it.
         del lines[connection]
         lines.append(VIA_END)
         return status, b"".join((b"\r\n".join(lines), body)), keep
