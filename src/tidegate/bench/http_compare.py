@@ -29,6 +29,7 @@ from tidegate.bench import http_systems as systems
 from tidegate.bench.http_systems import System
 from tidegate.bench.kit import (
     cpu_seconds,
+    hot_path,
     load_average,
     machine,
     median_spread,
@@ -238,7 +239,7 @@ def _tables(args: argparse.Namespace, figs: dict[str, Figures], pin_note: str) -
     t = Table(
         title=f"HTTP requests/s, wrk -t1 -c{args.connections} keep-alive, {args.rounds} alternating "
         f"rounds of {args.seconds:g}s (median; spread = (max-min)/median)",
-        caption=f"{machine()}; {pin_note}; tidegate workers = {args.workers}",
+        caption=f"{machine()}; {pin_note}; tidegate workers = {args.workers}, hot path {hot_path()}",
     )
     cols = ("system", "requests/s", "spread", "p50 ms", "p99 ms", "proxy CPU", "req/CPU-s", "problems")
     for col in cols:

@@ -152,6 +152,14 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+def hot_path() -> str:
+    """Whether the gateway's hot path runs compiled (scripts/build_native.py) or as pure Python:
+    the tidegate under test imports the same modules the same way as this process does."""
+    import tidegate.http.plain
+
+    return "pure Python" if tidegate.http.plain.__file__.endswith(".py") else "compiled with mypyc"
+
+
 def machine() -> str:
     """CPU model, count and kernel, for the table's caption."""
     model = ""
