@@ -124,7 +124,9 @@ def requests(draw: st.DrawFn) -> bytes:
     head = method + b" " + target + b" " + version + b"\r\n"
     head += b"".join(n + sep + v + end for n, sep, v, end in fields) + b"\r\n"
     if draw(st.integers(0, 5)) == 0:
-        head += draw(st.sampled_from([b"hello", b"GET / HTTP/1.1\r\n"]))
+        head += draw(st.sampled_from([b"hello", b"GET / HTTP/1.1\r\n", b"\r\n"]))
+    if draw(st.integers(0, 9)) == 0:
+        head = b"\r\n" + head  # llhttp skips a stray CRLF before a request
     return head
 
 
@@ -133,6 +135,8 @@ def plain_request(data: bytes, p: Parsed) -> bool:
         return False
     if not data.endswith(b"\r\n\r\n") or data.find(b"\r\n\r\n") != len(data) - 4:
         return False
+    if data.startswith(b"\r\n"):
+        return False  # llhttp skips it; the lane leaves such a buffer to the long way
     lowered = [n.lower() for n, _ in p.headers]
     if lowered.count(b"host") != 1:
         return False
@@ -208,7 +212,7 @@ def responses(draw: st.DrawFn) -> bytes:
     reason = draw(st.sampled_from([b" OK", b" Whatever It Is", b" ", b""]))
     head = version + b" %d" % status + reason + b"\r\n"
     head += b"".join(n + sep + (b"%d" % len(body) if v == b"LEN" else v) + end for n, sep, v, end in fields)
-    extra = b"HTTP/1.1 200 OK\r\n" if draw(st.integers(0, 5)) == 0 else b""
+    extra = draw(st.sampled_from([b"HTTP/1.1 200 OK\r\n", b"\r\n"])) if draw(st.integers(0, 5)) == 0 else b""
     return head + b"\r\n" + body + extra
 
 

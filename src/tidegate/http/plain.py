@@ -6,8 +6,9 @@ gateway must act on. For those, the per-header parser callbacks (a Python call p
 head rebuilt line by line) are most of the gateway's own CPU time. A lane takes such a buffer
 whole instead:
 
-- llhttp still judges every byte: each lane has its own parser with no callbacks, so what a lane
-  takes is exactly what the callback parser would have accepted (bare LF, obs-fold, spaces
+- llhttp still judges every byte: each lane has its own parser, calling back only to the lane
+  (compiled, no per-field work but a lookup by name), so what a lane takes is exactly what the
+  gateway's callback parser would have accepted (bare LF, obs-fold, spaces
   before the colon, bad tokens — all refused by llhttp, and the buffer goes the long way);
 - the head goes on as it came, with what the gateway adds (requests: X-Forwarded-*, Via;
   responses: Via, a `Connection: close` line dropped) — the head the callback path builds, up
@@ -115,61 +116,131 @@ def _response_field(name: bytes) -> int:
     return _LONG_WAY if lname.startswith(b"proxy-") else _PASS
 
 
-class _Judge:
-    """The protocol of a lane's parser: no callbacks, llhttp only judges the bytes."""
-
-
-_JUDGE: Final = _Judge()
-
-
 class RequestLane:
-    """One client connection's judge of plain requests."""
+    """One client connection's judge of plain requests.
+
+    llhttp reads the head here, calling back with the target and once per field (compiled, a
+    lookup by name): the lane learns what it needs from the same pass that judges the bytes.
+    """
 
     def __init__(self) -> None:
-        self.parser = HttpRequestParser(_JUDGE)
+        self.parser = HttpRequestParser(self)
+        self.messages = 0
+        self.complete = False
+        self.plain = True
+        self.url = b""
+        self.host: bytes | None = None
 
+    def _forget(self) -> None:
+        # Its own method: the parser's callbacks change these during take(), and a type
+        # checker (and mypyc, which trusts it) must not assume take()'s own assignments hold.
+        self.messages = 0
+        self.complete = False
+        self.plain = True
+        self.url = b""
+        self.host = None
+
+    # --- llhttp's callbacks -----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.messages += 1
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not _REQUEST_FIRSTS[name[0]]:
+            return  # no field the lane acts on starts with this letter
+        kind = _request_field(name)
+        if kind == _HOST and self.host is None:
+            self.host = value
+        elif kind:
+            self.plain = False  # a field the long way acts on, or a second Host
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+    # --- the judgement ----------------------------------------------------------------------
     def take(self, data: bytes, max_head: int) -> tuple[bytes, bytes, bytes] | None:
         """(method, request target, Host value) of a plain request filling `data`, else None.
 
         `max_head` is the most bytes a head may have here without counting lines against the
         limits (no longer than the request-line and the header limits both).
         """
-        if len(data) > max_head or not data.endswith(b"\r\n\r\n"):
+        # The head ends the buffer, and only once: no blank line (a stray CRLF, which llhttp
+        # would skip) just before its end.
+        if len(data) > max_head or not data.endswith(b"\r\n\r\n") or data[-6:-4] == b"\r\n":
             return None
-        lines = data[:-4].split(b"\r\n")
-        parts = lines[0].split(b" ")
-        if len(parts) != 3 or parts[2] != b"HTTP/1.1" or parts[0] == b"HEAD":
-            return None
-        host = None
-        for line in lines[1:]:
-            if not line:
-                return None  # an empty line: a second message follows the first
-            if not _REQUEST_FIRSTS[line[0]]:
-                continue  # no field the lane acts on starts with this letter
-            name, colon, value = line.partition(b":")
-            if not colon:
-                return None  # an empty line (a second message), or no field at all
-            kind = _request_field(name)
-            if kind == _HOST and host is None:
-                host = value
-            elif kind:
-                return None  # a field the long way acts on, or a second Host
-        if host is None:
-            return None
+        self._forget()
+        parser = self.parser
         try:
-            self.parser.feed_data(data)
+            parser.feed_data(data)
         except (HttpParserError, HttpParserUpgrade):
-            self.parser = HttpRequestParser(_JUDGE)  # llhttp stops at an error: a fresh one
+            self.parser = HttpRequestParser(self)  # llhttp stops at an error: a fresh one
             return None
-        return parts[0], parts[1], host.strip(b" \t")
+        host = self.host
+        if self.complete and self.messages == 1 and self.plain and host is not None:
+            method = parser.get_method()
+            url = self.url
+            # HTTP/1.1, the request line from the buffer's first byte (no stray CRLF before it).
+            at = len(method) + 1 + len(url)
+            if data[at : at + 11] == b" HTTP/1.1\r\n" and method != b"HEAD":
+                return method, url, host.strip(b" \t")
+        self.parser = HttpRequestParser(self)  # it may be inside a message the long way takes
+        return None
 
 
 class ResponseLane:
-    """One upstream connection's judge of plain responses."""
+    """One upstream connection's judge of plain responses.
+
+    llhttp reads the head here, calling back once per field (compiled, a lookup by name):
+    the lane learns what it needs from the same pass that judges the bytes.
+    """
 
     def __init__(self) -> None:
-        self.parser = HttpResponseParser(_JUDGE)
+        self.parser = HttpResponseParser(self)
+        self.messages = 0
+        self.complete = False
+        self.plain = True
+        self.keep = True
+        self.length = b""
+        self.connection = False
 
+    def _forget(self) -> None:
+        # Its own method, as RequestLane's: the callbacks change these during take().
+        self.messages = 0
+        self.complete = False
+        self.plain = True
+        self.keep = True
+        self.length = b""
+        self.connection = False
+
+    # --- llhttp's callbacks -----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.messages += 1
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not _RESPONSE_FIRSTS[name[0]]:
+            return  # no field the lane acts on starts with this letter
+        kind = _response_field(name)
+        if kind == _PASS:
+            return
+        if kind == _LENGTH and not self.length:
+            self.length = value
+        elif kind == _CONNECTION and not self.connection:
+            self.connection = True
+            if value != b"keep-alive":
+                token = value.strip(b" \t").lower()
+                if token == b"close":
+                    self.keep = False
+                elif token != b"keep-alive":
+                    self.plain = False
+        else:
+            self.plain = False  # a field the long way acts on, or a second Content-Length/Connection
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+    # --- the judgement ----------------------------------------------------------------------
     def take(self, data: bytes, retried: Container[int]) -> tuple[int, bytes, bool] | None:
         """(status, what the client gets, whether the instance keeps the connection) of a plain
         response filling `data` (head and exactly its Content-Length of body), else None.
@@ -177,59 +248,34 @@ class ResponseLane:
         `retried`: statuses the retry rules look at (they go the long way, as does 503, which
         may be the drain signal).
         """
-        head, blank, body = data.partition(b"\r\n\r\n")
-        if not blank:
+        if len(data) < 13 or not data.startswith(b"HTTP/1.1 "):
             return None
-        lines = head.split(b"\r\n")
-        status_line = lines[0]
-        if not status_line.startswith(b"HTTP/1.1 ") or len(status_line) < 12:
+        d0, d1, d2 = data[9], data[10], data[11]
+        if not (48 <= d0 <= 57 and 48 <= d1 <= 57 and 48 <= d2 <= 57):
             return None
-        status_text = status_line[9:12]
-        if not status_text.isdigit() or (len(status_line) > 12 and status_line[12] != 32):
-            return None
-        status = status_line[9] * 100 + status_line[10] * 10 + status_line[11] - 5328  # 5328: "000"
+        status = d0 * 100 + d1 * 10 + d2 - 5328  # 5328: the value of "000"
         if status < 200 or status == 503 or status in _NO_BODY_STATUSES or status in retried:
             return None
-        length = b""
-        connection = -1  # the index of the Connection line
-        keep = True
-        for i in range(1, len(lines)):
-            line = lines[i]
-            if line and not _RESPONSE_FIRSTS[line[0]]:
-                continue  # no field the lane acts on starts with this letter
-            name, colon, value = line.partition(b":")
-            if not colon:
-                return None
-            kind = _response_field(name)
-            if kind == _PASS:
-                continue
-            if kind == _LENGTH and not length:
-                length = value.strip(b" \t")
-            elif kind == _CONNECTION and connection < 0:
-                connection = i
-                token = value if value == b" keep-alive" else value.strip(b" \t").lower()
-                if token == b" keep-alive":
-                    pass
-                elif token == b"close":
-                    keep = False
-                elif token != b"keep-alive":
-                    return None
-            else:
-                return None  # a field the long way acts on, or a second Content-Length/Connection
-        if _number(length) != len(body):
-            return None
+        self._forget()
         try:
             self.parser.feed_data(data)
         except (HttpParserError, HttpParserUpgrade):
-            self.parser = HttpResponseParser(_JUDGE)
+            self.parser = HttpResponseParser(self)  # llhttp stops at an error: a fresh one
             return None
-        if not keep:
-            self.parser = HttpResponseParser(_JUDGE)  # llhttp takes nothing after a close
-        if keep:
+        if not (self.complete and self.messages == 1 and self.plain):
+            self.parser = HttpResponseParser(self)  # it may be inside a message the long way takes
+            return None
+        head, _, body = data.partition(b"\r\n\r\n")
+        if _number(self.length.rstrip(b" \t")) != len(body):
+            # No Content-Length, or bytes after the message (llhttp skips a stray CRLF there).
+            self.parser = HttpResponseParser(self)
+            return None
+        if self.keep:
             # A `Connection: keep-alive` line may stay: hop-by-hop, but as true of the client's
             # hop (the lane answers only kept-alive HTTP/1.1 requests), as nginx says it itself.
-            return status, b"".join((head, _CRLF_VIA_END, body)), keep
+            return status, b"".join((head, _CRLF_VIA_END, body)), True
+        self.parser = HttpResponseParser(self)  # llhttp takes nothing after a close
         # `Connection: close` is the instance's hop only: the client gets the head without it.
-        del lines[connection]
+        lines = [ln for ln in head.split(b"\r\n") if ln.partition(b":")[0].lower() != b"connection"]
         lines.append(VIA_END)
-        return status, b"".join((b"\r\n".join(lines), body)), keep
+        return status, b"".join((b"\r\n".join(lines), body)), False
