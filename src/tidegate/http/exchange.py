@@ -78,6 +78,7 @@ class Exchange:
     response_started = False
     status = 0
     close_client = False
+    closed_by_head = False  # close_client was set by the response head (undone if withdrawn)
     broken = False  # the client stream cannot be trusted / the answer was cut
     body_sent = True
     body_task: asyncio.Task[None] | None = None
@@ -198,10 +199,12 @@ class Exchange:
             return
         if client_stalls:
             self.fail_local(408)
-        elif conn.committed:
+        elif conn.committed and conn.head_out is None:
             conn.discard()
             self.response_broken(conn)
         else:
+            if conn.committed:
+                self.response_withdrawn()  # its head was held: the client saw nothing
             conn.discard()
             self.attempt_failed(conn, Failure.RESPONSE_TIMEOUT)
 
@@ -446,7 +449,7 @@ class Exchange:
         if req.upgrade is not None and status != 101:
             close = True
         if conn.commit(status, req.version == b"1.0", req.is_head, close):
-            self.close_client = True
+            self.close_client = self.closed_by_head = True
         self.response_started = True
         self.status = status
         conn.client_tr = client.transport
@@ -478,6 +481,14 @@ class Exchange:
             self._log()
         if not client.closed:
             client.exchange_done(self, now)
+
+    def response_withdrawn(self) -> None:
+        """The committed response never reached the client (its head was held): undo what
+        `response_head` decided, so the attempt is judged as one that got no answer."""
+        self.response_started = False
+        self.status = 0
+        if self.closed_by_head:
+            self.close_client = self.closed_by_head = False
 
     def response_done(self, conn: UpstreamConnection, reusable: bool) -> None:
         self.conn = None

@@ -73,6 +73,7 @@ class UpstreamConnection:
         "got_bytes",
         "head_out",
         "headers_done",
+        "hold_head",
         "idle_since",
         "inst",
         "interim",
@@ -112,6 +113,7 @@ class UpstreamConnection:
         self.committed = False
         self.client_tr: asyncio.Transport = None  # type: ignore[assignment]
         self.head_out: bytes | None = None
+        self.hold_head = False
         self.chunk_out = False
         self.out_bytes = 0
         self._reset_response()
@@ -192,7 +194,7 @@ class UpstreamConnection:
         except HttpParserError:
             self._protocol_error()
             return
-        if self.head_out is not None and self.ex is not None:
+        if self.head_out is not None and self.ex is not None and not self.hold_head:
             self._flush_head()
 
     def eof_received(self) -> bool | None:
@@ -217,6 +219,11 @@ class UpstreamConnection:
             if self.headers_done and self.cl is None and not self.te_chunked:
                 # A close-delimited body (RFC 9112 §6.3 rule 8) ends here, complete.
                 self._complete(reusable=False)
+            elif self.head_out is not None:
+                # Its head was held and nothing reached the client: a failed attempt after all.
+                self.ex = None
+                ex.response_withdrawn()
+                ex.attempt_failed(self, Failure.LOST_AFTER_SEND)
             else:
                 self.ex = None
                 ex.response_broken(self)
@@ -371,6 +378,11 @@ class UpstreamConnection:
                 parts.append(b"Connection: keep-alive\r\n")
         parts.append(b"\r\n")
         self.head_out = b"".join(parts)
+        # A short body of known length is all but sent with its head: the head waits for it, so
+        # an instance that dies in between has shown the client nothing and the attempt can be
+        # retried. A streamed body (chunked, or long) gets its head at once, as before.
+        cl = self.cl
+        self.hold_head = cl is not None and len(cl) <= 5 and status != 101
         self.chunk_out = chunk_out
         self.committed = True
         return close

@@ -11,6 +11,7 @@ arrived, answered or not). The faults are the ones architecture.md's retry table
 | CLOSE                        | accepted, request read, closed without a byte of response      |
 |                              | (`close_after=N`: closed once N body bytes arrived, mid-upload) |
 | RESET                        | status line, headers and part of the body, then a TCP reset    |
+| HEAD_ONLY                    | status line and headers of a short body, then closed before it |
 | DRAIN                        | 503 + `Tidegate-Draining: 1` + `Connection: close`, unprocessed |
 | SLOW                         | request read, answered after `delay` s (None: never)           |
 | KEEPALIVE_CLOSE              | first request on a connection answered (keep-alive); a second  |
@@ -58,6 +59,7 @@ class Mode(StrEnum):
     SLOW = "slow"
     KEEPALIVE_CLOSE = "keepalive-close"
     BLACKHOLE = "blackhole"
+    HEAD_ONLY = "head-only"
     STATUS = "status"
 
 
@@ -309,6 +311,11 @@ class FaultInstance:
             # A reset discards what the kernel has not sent yet: wait until the peer has it all.
             _wait_sent(conn)
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return False
+        if mode is Mode.HEAD_ONLY and req.method != "HEAD":
+            # The head of a short body, then gone (an instance killed between two writes).
+            conn.sendall(_response(200, b"", extra, content_length=len(body)))
+            _wait_sent(conn)
             return False
         if not req.keep_alive:
             extra.append((b"Connection", b"close"))
