@@ -301,12 +301,12 @@ class Exchange:
         # The first attempt of a request taken at once starts when the request came (`now`).
         self.started = now if now >= 0 else self.client.loop.time()
 
-    def _close_attempt(self, inst: Instance, outcome: Outcome | _Abandoned) -> None:
+    def _close_attempt(self, inst: Instance, outcome: Outcome | _Abandoned, now: float = -1.0) -> None:
         c = inst.counters
         c.active -= 1
         if outcome is None:
             c.completed += 1
-            c.record_latency(self.client.loop.time() - self.started)
+            c.record_latency((now if now >= 0 else self.client.loop.time()) - self.started)
             self.target.pool.report(inst, True)  # type: ignore[union-attr]
         elif outcome is not ABANDONED:
             c.failures += 1
@@ -470,12 +470,7 @@ class Exchange:
             client.upstreams.release(conn, now)
         else:
             conn.discard()
-        inst = conn.inst
-        c = inst.counters
-        c.active -= 1
-        c.completed += 1
-        c.record_latency(now - self.started)
-        self.target.pool.report(inst, True)  # type: ignore[union-attr]
+        self._close_attempt(conn.inst, None, now)
         self.finished = True
         if client.svc.access_log is not None:
             self._log()
