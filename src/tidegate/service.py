@@ -1,6 +1,6 @@
 """What every long-running part of a tidegate process is to the runtime that owns it.
 
-The runtime (`control/runtime.py`) starts each service the config names, hands it the new config
+The runtime (`control/runtime/process.py`) starts each service the config names, hands it the new config
 and pools on SIGHUP, and stops it gracefully on SIGTERM. Stopping follows uvicorn's order: close
 listeners, close idle keep-alive connections, let in-flight work finish up to `grace` seconds,
 then cut what is left.
@@ -30,7 +30,7 @@ class Service(Protocol):
 # the dict under the service's name, e.g. "dns": {"max_ttl": 30, ...}):
 #     def describe_pool(self, pool: str) -> dict[str, object] | None
 #
-# Sections added or removed by a reload (control/sections.py): the runtime starts a new service
+# Sections added or removed by a reload (control/runtime/sections.py): the runtime starts a new service
 # for an added one; for a removed one it awaits `stop_listening()` if the service has it (close
 # the listeners now, so the address refuses once the reload is over), then stop(grace) runs in
 # the background. Kinds that listen

@@ -10,8 +10,8 @@ import pytest
 import uvloop
 
 from tidegate.config.model import Config
-from tidegate.control.admin import AdminService
-from tidegate.control.runtime import Runtime
+from tidegate.control.admin.service import AdminService
+from tidegate.control.runtime.process import Runtime
 
 
 def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Any]:

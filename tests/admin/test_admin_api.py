@@ -11,7 +11,7 @@ from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate as validate_spec
 
 from tidegate.balancing.state import State
-from tidegate.control.openapi import openapi_document
+from tidegate.control.admin.openapi import openapi_document
 
 POOLS = {
     "pools": [

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tidegate.config import parse_config
-from tidegate.control.sections import plan_sections, sections_of
+from tidegate.control.runtime.sections import plan_sections, sections_of
 
 keys = st.lists(
     st.tuples(st.sampled_from(["tcp", "http", "dns"]), st.sampled_from(["a:1", "a:0", "b:2"])), max_size=6

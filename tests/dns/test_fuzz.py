@@ -13,7 +13,7 @@ import dns.query
 import dns.rcode
 
 from tidegate.config.load import parse_config
-from tidegate.control.pools import build_pools
+from tidegate.control.runtime.pools import build_pools
 from tidegate.dns.handler import handle
 from tidegate.dns.zone import Zone
 from tidegate.testing.dns_server import DnsServer

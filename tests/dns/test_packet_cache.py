@@ -15,7 +15,7 @@ import dns.rdatatype
 
 from tidegate.balancing.state import State
 from tidegate.config.load import parse_config
-from tidegate.control.pools import build_pools
+from tidegate.control.runtime.pools import build_pools
 from tidegate.dns import handler
 from tidegate.dns.packet_cache import MAX_BYTES, MAX_ENTRIES, Cached, plain_query
 from tidegate.dns.zone import Zone

@@ -16,7 +16,7 @@ from tidegate.balancing.pool import Pool, StateChange
 from tidegate.balancing.state import State
 from tidegate.balancing.transitions import Event
 from tidegate.config.model import Config
-from tidegate.control.runtime import Runtime
+from tidegate.control.runtime.process import Runtime
 from tidegate.health.service import HealthService
 
 
@@ -291,7 +291,7 @@ async def test_follows_reloads(backends, running) -> None:
             },
         ]
     )
-    from tidegate.control.pools import reload_pools
+    from tidegate.control.runtime.pools import reload_pools
 
     a.status = 500
     rt.pools = reload_pools(rt.pools, second)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tidegate.control.rollout import (
+from tidegate.rollout.machine import (
     AskRestart,
     Event,
     Failed,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tidegate.control.pool_view import parse_pools
-from tidegate.control.rollout import Layer, Limits
-from tidegate.control.rollout_plan import PlanError, make_plan
+from tidegate.rollout.machine import Layer, Limits
+from tidegate.rollout.plan import PlanError, make_plan
+from tidegate.rollout.pool_view import parse_pools
 
 SUP = {"supervisor": "http://127.0.0.1:4000"}
 

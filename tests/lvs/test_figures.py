@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from tidegate.config import Config
 from tidegate.config.model import LvsConfig
-from tidegate.control.pools import build_pools
+from tidegate.control.runtime.pools import build_pools
 from tidegate.lvs.director import Director
 from tidegate.lvs.frame import ACK, PSH, SYN, ip4
 from tidegate.lvs.service import LvsService

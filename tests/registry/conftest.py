@@ -12,9 +12,9 @@ import pytest
 import uvloop
 
 from tidegate.config.model import Config
-from tidegate.control.admin import AdminService
-from tidegate.control.etcd_registry import EtcdRegistry
-from tidegate.control.runtime import Runtime
+from tidegate.control.admin.service import AdminService
+from tidegate.control.registry.service import EtcdRegistry
+from tidegate.control.runtime.process import Runtime
 from tidegate.testing.etcd import Etcd
 
 _prefixes = itertools.count()

@@ -1,4 +1,4 @@
-"""Reading and writing etcd's JSON gateway (control/etcd_wire.py), with answers etcd 3.4 gave."""
+"""Reading and writing etcd's JSON gateway (control/registry/etcd_wire.py), with answers etcd 3.4 gave."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tidegate.control.etcd_wire import (
+from tidegate.control.registry.etcd_wire import (
     KeyValue,
     WatchMessage,
     WireError,

@@ -1,4 +1,4 @@
-"""Key layout and record encoding of the etcd registry (control/registry_layout.py)."""
+"""Key layout and record encoding of the etcd registry (control/registry/layout.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tidegate.control.registry_layout import (
+from tidegate.control.registry.layout import (
     HOLDS,
     INSTANCES,
     PROCESSES,

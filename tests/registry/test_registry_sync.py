@@ -1,4 +1,4 @@
-"""From registry records to pool operations (control/registry_sync.py): rules and convergence."""
+"""From registry records to pool operations (control/registry/sync.py): rules and convergence."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from tidegate.balancing.pool import Pool
 from tidegate.balancing.state import State
-from tidegate.control.registry_layout import (
+from tidegate.control.registry.layout import (
     Registration,
     encode_hold,
     encode_registration,
@@ -19,7 +19,7 @@ from tidegate.control.registry_layout import (
     process_key,
     weight_key,
 )
-from tidegate.control.registry_sync import (
+from tidegate.control.registry.sync import (
     Add,
     PoolRecords,
     Release,

@@ -9,10 +9,10 @@ from openapi_schema_validator import OAS31Validator
 
 from tidegate.balancing.state import State
 from tidegate.config import load_config
-from tidegate.control.etcd_client import EtcdClient
-from tidegate.control.openapi import openapi_document
-from tidegate.control.registry_layout import encode_hold, hold_key, instance_key
-from tidegate.control.runtime import Runtime
+from tidegate.control.admin.openapi import openapi_document
+from tidegate.control.registry.etcd_client import EtcdClient
+from tidegate.control.registry.layout import encode_hold, hold_key, instance_key
+from tidegate.control.runtime.process import Runtime
 from tidegate.testing.etcd import Etcd
 
 A, B = "127.0.0.1:9101", "127.0.0.1:9102"

@@ -11,7 +11,7 @@ import uvloop
 from prometheus_client import CollectorRegistry
 
 from tidegate.config import Config, parse_config
-from tidegate.control.pools import build_pools
+from tidegate.control.runtime.pools import build_pools
 from tidegate.tcp.service import TcpService, make_service
 from tidegate.testing.tcp_peers import AddressBox, NamedEcho
 

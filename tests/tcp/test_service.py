@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 
 from tidegate.config import parse_config
-from tidegate.control.pools import reload_pools
+from tidegate.control.runtime.pools import reload_pools
 
 
 async def test_listeners_are_named_in_order_and_share_one_collector(harness, named_echo, client) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from tidegate.balancing.instance import Instance
 from tidegate.config.model import Config, OutlierConfig
-from tidegate.control.pools import build_pools
+from tidegate.control.runtime.pools import build_pools
 from tidegate.health.outlier import OutlierDetector
 from tidegate.http.client import ClientConnection
 from tidegate.http.service import HttpService

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from tidegate.config import load_config
-from tidegate.control.runtime import Runtime
+from tidegate.control.runtime.process import Runtime
 from tidegate.instance.control_server import start_control_server
 from tidegate.instance.supervisor import StartError, Supervisor
 

@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tidegate.control.runtime import run as run_runtime
+    from tidegate.control.runtime.process import run as run_runtime
 
     try:
         return run_runtime(args.config, args.grace)

@@ -23,13 +23,13 @@ import os
 import signal
 import sys
 
-from tidegate.control.api_client import AdminClient, AdminError
-from tidegate.control.etcd_client import EtcdClient
-from tidegate.control.etcd_lease import LeasedKeys
-from tidegate.control.registration import deregister, register
-from tidegate.control.registry_layout import Registration, encode_registration, instance_key, parse_etcd_url
+from tidegate.control.registry.etcd_client import EtcdClient
+from tidegate.control.registry.layout import Registration, encode_registration, instance_key, parse_etcd_url
+from tidegate.control.registry.lease import LeasedKeys
 from tidegate.instance.control_server import start_control_server
 from tidegate.instance.supervisor import StartError, Supervisor
+from tidegate.rollout.admin_client import AdminClient, AdminError
+from tidegate.rollout.registration import deregister, register
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -18,10 +18,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, Task, TextColumn
 from rich.text import Text
 
-from tidegate.control.api_client import AdminClient, AdminError
-from tidegate.control.rollout import InstanceRollout, Layer, Limits, Phase
-from tidegate.control.rollout_plan import PlanError
-from tidegate.control.upgrade import Upgrade
+from tidegate.rollout.admin_client import AdminClient, AdminError
+from tidegate.rollout.machine import InstanceRollout, Layer, Limits, Phase
+from tidegate.rollout.plan import PlanError
+from tidegate.rollout.runner import Upgrade
 
 # The progress bar's steps, in order (the settle phase is named after what it waits for).
 _STEPS = [

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from tidegate.balancing.pool import Pool
 from tidegate.config.load import parse_config
 from tidegate.config.model import Config
-from tidegate.control.pools import build_pools
+from tidegate.control.runtime.pools import build_pools
 from tidegate.dns.service import DnsService, make_service
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tidegate.config.model import Config
-from tidegate.control.pools import build_pools, reload_pools
+from tidegate.control.runtime.pools import build_pools, reload_pools
 from tidegate.http.service import HttpService, make_service
 
 

@@ -1,4 +1,4 @@
-"""The rolling upgrade's shell: runs one phase machine (rollout.py) per instance, batch by batch.
+"""The rolling upgrade's shell: runs one phase machine (machine.py) per instance, batch by batch.
 
 It performs each command against the admin API (drain, enable, weight, figures), the instance's
 supervisor (restart, its view of the process) and the instance itself (health probes), and feeds
@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from tidegate.control import supervisor_client
-from tidegate.control.api_client import AdminClient, AdminError
-from tidegate.control.pool_view import InstanceView
-from tidegate.control.rollout import (
+from tidegate.rollout import supervisor_client
+from tidegate.rollout.admin_client import AdminClient, AdminError
+from tidegate.rollout.machine import (
     AskRestart,
     Command,
     Event,
@@ -52,8 +51,9 @@ from tidegate.control.rollout import (
     Withdraw,
     Withdrawn,
 )
-from tidegate.control.rollout_plan import Plan, make_plan
-from tidegate.control.supervisor_client import SupervisorError
+from tidegate.rollout.plan import Plan, make_plan
+from tidegate.rollout.pool_view import InstanceView
+from tidegate.rollout.supervisor_client import SupervisorError
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tidegate.control.api_client import AdminClient, AdminError
+from tidegate.rollout.admin_client import AdminClient, AdminError
 
 
 async def register(admin: AdminClient, pool: str, address: str, weight: int, meta: dict[str, str]) -> str:

@@ -30,13 +30,13 @@ from urllib.parse import parse_qs
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from tidegate.control import admin_ops as ops
-from tidegate.control.admin_ops import ApiError
-from tidegate.control.dashboard import DASHBOARD_HTML
-from tidegate.control.openapi import openapi_document
+from tidegate.control.admin import operations as ops
+from tidegate.control.admin.dashboard import DASHBOARD_HTML
+from tidegate.control.admin.openapi import openapi_document
+from tidegate.control.admin.operations import ApiError
 
 if TYPE_CHECKING:
-    from tidegate.control.admin import AdminService
+    from tidegate.control.admin.service import AdminService
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import httpx
 
-from tidegate.control.pool_view import PoolView, parse_pools
+from tidegate.rollout.pool_view import PoolView, parse_pools
 
 
 class AdminError(RuntimeError):

@@ -30,18 +30,18 @@ from tidegate.balancing.instance import Instance
 from tidegate.balancing.pool import Pool
 from tidegate.balancing.state import State
 from tidegate.config.model import AdminConfig, Config, split_address
-from tidegate.control import admin_ops as ops
-from tidegate.control.admin_api import AdminApp
-from tidegate.control.admin_json import instance_json, pool_json
-from tidegate.control.admin_ops import ApiError
-from tidegate.control.etcd_registry import RegistryUnavailable
-from tidegate.control.registry_layout import Hold
+from tidegate.control.admin import operations as ops
+from tidegate.control.admin.app import AdminApp
+from tidegate.control.admin.operations import ApiError
+from tidegate.control.admin.views import instance_json, pool_json
+from tidegate.control.registry.layout import Hold
+from tidegate.control.registry.service import RegistryUnavailable
 from tidegate.observe.iops import IopsMeter
 from tidegate.observe.prometheus import InstanceCollector, InstanceView
 
 if TYPE_CHECKING:
-    from tidegate.control.etcd_registry import EtcdRegistry
-    from tidegate.control.runtime import Runtime
+    from tidegate.control.registry.service import EtcdRegistry
+    from tidegate.control.runtime.process import Runtime
 
 log = logging.getLogger("tidegate.admin")
 

@@ -1,7 +1,7 @@
 """The rolling upgrade of one instance, as a sans-I/O phase machine.
 
 Theory of operation: the machine is fed events (what happened) and answers each with exactly one
-command (what to do next); the shell in upgrade.py performs the command and feeds back its
+command (what to do next); the shell in runner.py performs the command and feeds back its
 outcome. Time comes in with the events, so the machine is tested without sleeping.
 
     withdraw  take the instance out of new work — http and dns: drain at the gateway (the address

@@ -23,8 +23,8 @@ from prometheus_client import CollectorRegistry
 
 from tidegate.balancing.pool import Pool
 from tidegate.config import Config, ConfigError, load_config
-from tidegate.control.pools import build_pools, reload_pools
-from tidegate.control.sections import REPEATABLE, Section, plan_sections, sections_of
+from tidegate.control.runtime.pools import build_pools, reload_pools
+from tidegate.control.runtime.sections import REPEATABLE, Section, plan_sections, sections_of
 from tidegate.service import Service
 
 log = logging.getLogger("tidegate")
@@ -32,20 +32,20 @@ log = logging.getLogger("tidegate")
 # section of the config → "module:factory"; a factory takes (section config, runtime) and
 # returns a Service. Imported lazily so a process only loads the layers it runs.
 _FACTORIES: dict[str, str] = {
-    "admin": "tidegate.control.admin:make_service",
+    "admin": "tidegate.control.admin.service:make_service",
     "http": "tidegate.http.service:make_service",
     "tcp": "tidegate.tcp.service:make_service",
     "dns": "tidegate.dns.service:make_service",
     "lvs": "tidegate.lvs.service:make_service",
     "health": "tidegate.health.service:make_service",
-    "registry": "tidegate.control.etcd_registry:make_service",
+    "registry": "tidegate.control.registry.service:make_service",
 }
 
 
 # Kinds whose listeners a reload binds before it changes anything: "module:function" taking the
 # section's config and returning its bound sockets, which the factory then takes as `sockets=`.
 _BINDERS: dict[str, str] = {
-    "admin": "tidegate.control.admin:bind_sockets",
+    "admin": "tidegate.control.admin.service:bind_sockets",
     "http": "tidegate.http.service:bind_sockets",
     "tcp": "tidegate.tcp.service:bind_sockets",
     "dns": "tidegate.dns.service:bind_sockets",

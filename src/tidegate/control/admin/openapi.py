@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tidegate.control.admin_ops import MAX_WEIGHT
+from tidegate.control.admin.operations import MAX_WEIGHT
 
 _STATES = ["up", "slow-start", "draining", "down", "maint"]
 

@@ -34,9 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from tidegate.balancing.pool import Pool
 from tidegate.config.model import Config
-from tidegate.control.etcd_client import EtcdClient, EtcdError
-from tidegate.control.etcd_lease import LeasedKeys
-from tidegate.control.registry_layout import (
+from tidegate.control.registry.etcd_client import EtcdClient, EtcdError
+from tidegate.control.registry.layout import (
     PROCESSES,
     Hold,
     RecordError,
@@ -51,10 +50,11 @@ from tidegate.control.registry_layout import (
     process_key,
     weight_key,
 )
-from tidegate.control.registry_sync import PoolRecords, Snapshot, apply_ops, owned_after, plan, seen_in
+from tidegate.control.registry.lease import LeasedKeys
+from tidegate.control.registry.sync import PoolRecords, Snapshot, apply_ops, owned_after, plan, seen_in
 
 if TYPE_CHECKING:
-    from tidegate.control.runtime import Runtime
+    from tidegate.control.runtime.process import Runtime
 
 log = logging.getLogger("tidegate.registry")
 
@@ -81,7 +81,7 @@ class EtcdRegistry:
         self.client = EtcdClient(self.cfg.endpoints)
         self.snapshot = Snapshot(self.prefix)
         self.static = _static(config)
-        # Addresses the registry added, per pool: the runtime's reload keeps them (control/pools.py).
+        # Addresses the registry added, per pool: the runtime's reload keeps them (control/runtime/pools.py).
         self.registered: dict[str, set[str]] = runtime.extra.setdefault("registered", {})
         self.connected = False
         self.synced = asyncio.Event()

@@ -14,7 +14,7 @@ state, not of events, so applying it twice changes nothing, and a missed event i
 the next resync. Rules:
 
 1. Members: the file's instances, plus every registered address. A registered address the file
-   lists is the file's (as with admin-API registrations, pools.py): the registry never removes
+   lists is the file's (as with admin-API registrations, control/runtime/pools.py): the registry never removes
    it. Registered addresses that vanish from the registry are removed (`owned`: the addresses
    the registry added).
 2. Weight: the operator's weight key, else the file's weight, else the registration's.
@@ -34,7 +34,7 @@ from tidegate.balancing.pool import OPERATOR, Pool
 from tidegate.balancing.state import State
 from tidegate.balancing.transitions import Event
 from tidegate.config.model import split_address
-from tidegate.control.registry_layout import (
+from tidegate.control.registry.layout import (
     HOLDS,
     INSTANCES,
     WEIGHTS,

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from tidegate.config.units import parse_duration
-from tidegate.control.pool_view import InstanceView, PoolView
-from tidegate.control.rollout import SERVING, Layer, Limits
+from tidegate.rollout.machine import SERVING, Layer, Limits
+from tidegate.rollout.pool_view import InstanceView, PoolView
 
 
 class PlanError(ValueError):

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
 
-from tidegate.control.etcd_client import EtcdClient, EtcdError
+from tidegate.control.registry.etcd_client import EtcdClient, EtcdError
 
 MAX_BACKOFF = 2.0  # seconds between attempts while etcd does not answer
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from tidegate.control import etcd_wire as wire
+from tidegate.control.registry import etcd_wire as wire
 
 
 class EtcdError(RuntimeError):
