@@ -1,17 +1,7 @@
-"""The admin API as a plain ASGI app (interface.md, "Admin API"); routes are a small table.
+"""The admin API as a plain ASGI app (docs/operations.md, "Admin API").
 
-| method and path                                          | answer                          |
-| -------------------------------------------------------- | ------------------------------- |
-| GET /                                                    | the dashboard (HTML)            |
-| GET /openapi.json                                        | the OpenAPI 3 document          |
-| GET /metrics                                             | Prometheus text format          |
-| GET /api/pools                                           | {"pools": [Pool, ...]}          |
-| GET /api/pools/{pool}                                    | Pool                            |
-| POST /api/pools/{pool}/instances                         | 201 Instance                    |
-| GET /api/pools/{pool}/instances/{address}                | Instance                        |
-| DELETE /api/pools/{pool}/instances/{address}             | 200 removed, or 202 draining    |
-| POST /api/pools/{pool}/instances/{address}/drain|enable|maint | Instance                   |
-| PUT /api/pools/{pool}/instances/{address}/weight         | Instance                        |
+Its routes are the table in routes.py, which the OpenAPI document is made from too: each route
+names the method here that answers it (`Call` carries the path parameters, query and body).
 
 Errors are {"error": "..."}: 400 bad input, 401 missing/wrong token, 404 unknown pool, instance
 or route, 405 wrong method (with Allow), 409 duplicate instance, 413 body over 64 KiB, 503 when
@@ -25,17 +15,21 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qs
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tidegate.control.admin import operations as ops
+from tidegate.control.admin.bodies import NewInstance, Weight, parse_body
 from tidegate.control.admin.dashboard import DASHBOARD_HTML
 from tidegate.control.admin.openapi import openapi_document
 from tidegate.control.admin.operations import ApiError
+from tidegate.control.admin.routes import NoRoute, WrongMethod, resolve
 
 if TYPE_CHECKING:
+    from tidegate.balancing.instance import Instance
+    from tidegate.balancing.pool import Pool
     from tidegate.control.admin.service import AdminService
 
 Scope = MutableMapping[str, Any]
@@ -44,7 +38,14 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 MAX_BODY = 64 * 1024
-STATE_ACTIONS = ("drain", "enable", "maint")
+
+
+class Call(NamedTuple):
+    """What a route's method gets: the path's parameters, the query, the body."""
+
+    params: dict[str, str]
+    query: dict[str, list[str]]
+    body: bytes
 
 
 class Response:
@@ -97,67 +98,83 @@ class AdminApp:
     async def _handle(self, scope: Scope, receive: Receive) -> Response:
         method: str = scope["method"]
         path: str = scope["path"]
-        parts = [p for p in path.split("/") if p] if path != "/" else []
-        if not parts:
-            self._allow(method, ("GET",))
-            return Response(200, DASHBOARD_HTML.encode(), "text/html; charset=utf-8")
-        self._authorize(scope)
+        try:
+            route, params = resolve(method, path)
+        except NoRoute:
+            if path != "/":
+                self._authorize(scope)  # an unknown route tells nothing without the token
+            raise ApiError(404, f"no such route: {path}") from None
+        except WrongMethod as exc:
+            if path != "/":
+                self._authorize(scope)
+            raise _MethodNotAllowed(method, exc.allowed) from None
+        if not route.public:
+            self._authorize(scope)
         body = await _read_body(receive)
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        if parts == ["openapi.json"]:
-            self._allow(method, ("GET",))
-            return json_response(openapi_document())
-        if parts == ["metrics"]:
-            self._allow(method, ("GET",))
-            return Response(200, generate_latest(self.svc.registry), CONTENT_TYPE_LATEST)
-        if parts[0] != "api" or len(parts) < 2 or parts[1] != "pools":
-            raise ApiError(404, f"no such route: {path}")
-        rest = parts[2:]
-        if not rest:
-            self._allow(method, ("GET",))
-            return json_response({"pools": self.svc.pools_json()})
-        pool = ops.find_pool(self.svc.pools, rest[0])
-        if len(rest) == 1:
-            self._allow(method, ("GET",))
-            return json_response(self.svc.pool_json(pool))
-        if rest[1] != "instances":
-            raise ApiError(404, f"no such route: {path}")
-        if len(rest) == 2:
-            self._allow(method, ("POST",))
-            new = ops.NewInstance(ops.parse_json_object(body))
-            inst = await self.svc.add_instance(pool, new)
-            return json_response(self.svc.instance_json(pool, inst), 201)
-        if len(rest) > 4:
-            raise ApiError(404, f"no such route: {path}")
-        address = rest[2]
-        if len(rest) == 3:
-            self._allow(method, ("GET", "DELETE"))
-            inst = ops.find_instance(pool, address)
-            if method == "GET":
-                return json_response(self.svc.instance_json(pool, inst))
-            grace = _grace(query, self.svc.default_grace)
-            removed = await self.svc.remove_instance(pool, inst, grace)
-            doc = self.svc.instance_json(pool, inst)
-            doc["removed"] = removed
-            return json_response(doc, 200 if removed else 202)
-        action = rest[3]
-        if action in STATE_ACTIONS:
-            self._allow(method, ("POST",))
-            inst = ops.find_instance(pool, address)
-            await self.svc.change_state(pool, inst, action)
-            return json_response(self.svc.instance_json(pool, inst))
-        if action == "weight":
-            self._allow(method, ("PUT",))
-            inst = ops.find_instance(pool, address)
-            await self.svc.set_weight(pool, inst, ops.parse_json_object(body))
-            return json_response(self.svc.instance_json(pool, inst))
-        raise ApiError(404, f"no such route: {path}")
+        handler: Callable[[Call], Awaitable[Response]] = getattr(self, route.handler)
+        return await handler(Call(params, query, body))
 
-    def _allow(self, method: str, allowed: tuple[str, ...]) -> None:
-        if method == "HEAD" and "GET" in allowed:
-            return
-        if method not in allowed:
-            raise _MethodNotAllowed(method, allowed)
+    # --- one method per route (routes.py) --------------------------------------------------------
+    async def dashboard(self, call: Call) -> Response:
+        return Response(200, DASHBOARD_HTML.encode(), "text/html; charset=utf-8")
+
+    async def openapi(self, call: Call) -> Response:
+        return json_response(openapi_document())
+
+    async def metrics(self, call: Call) -> Response:
+        return Response(200, generate_latest(self.svc.registry), CONTENT_TYPE_LATEST)
+
+    async def list_pools(self, call: Call) -> Response:
+        return json_response({"pools": self.svc.pools_json()})
+
+    async def get_pool(self, call: Call) -> Response:
+        return json_response(self.svc.pool_json(self._pool(call)))
+
+    async def add_instance(self, call: Call) -> Response:
+        pool = self._pool(call)
+        new = parse_body(NewInstance, call.body)
+        inst = await self.svc.add_instance(pool, new)
+        return json_response(self.svc.instance_json(pool, inst), 201)
+
+    async def get_instance(self, call: Call) -> Response:
+        pool, inst = self._instance(call)
+        return json_response(self.svc.instance_json(pool, inst))
+
+    async def remove_instance(self, call: Call) -> Response:
+        pool, inst = self._instance(call)
+        grace = _grace(call.query, self.svc.default_grace)
+        removed = await self.svc.remove_instance(pool, inst, grace)
+        doc = self.svc.instance_json(pool, inst)
+        doc["removed"] = removed
+        return json_response(doc, 200 if removed else 202)
+
+    async def drain(self, call: Call) -> Response:
+        return await self._change_state(call, "drain")
+
+    async def enable(self, call: Call) -> Response:
+        return await self._change_state(call, "enable")
+
+    async def maint(self, call: Call) -> Response:
+        return await self._change_state(call, "maint")
+
+    async def set_weight(self, call: Call) -> Response:
+        pool, inst = self._instance(call)
+        weight = parse_body(Weight, call.body).weight
+        await self.svc.set_weight(pool, inst, weight)
+        return json_response(self.svc.instance_json(pool, inst))
+
+    async def _change_state(self, call: Call, action: str) -> Response:
+        pool, inst = self._instance(call)
+        await self.svc.change_state(pool, inst, action)
+        return json_response(self.svc.instance_json(pool, inst))
+
+    def _pool(self, call: Call) -> Pool:
+        return ops.find_pool(self.svc.pools, call.params["pool"])
+
+    def _instance(self, call: Call) -> tuple[Pool, Instance]:
+        pool = self._pool(call)
+        return pool, ops.find_instance(pool, call.params["address"])
 
     def _authorize(self, scope: Scope) -> None:
         token = self.svc.token

@@ -1,14 +1,16 @@
 """The OpenAPI 3.1 document of the admin API, served at /openapi.json.
 
-Written out by hand as data: the API is small, and tests check both that this is a valid
-OpenAPI document and that real answers of a running tidegate validate against its schemas.
+The paths come from the route table (routes.py) and the request bodies' schemas from their
+pydantic models (bodies.py); the answers' schemas are written out here as data. Tests check both
+that this is a valid OpenAPI document and that real answers of a running tidegate validate
+against its schemas.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from tidegate.control.admin.operations import MAX_WEIGHT
+from tidegate.control.admin.routes import ROUTES, Reply, Route
 
 _STATES = ["up", "slow-start", "draining", "down", "maint"]
 
@@ -20,15 +22,6 @@ def _ref(name: str) -> dict[str, str]:
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
-
-_ERRORS = {
-    "400": {"$ref": "#/components/responses/BadRequest"},
-    "401": {"$ref": "#/components/responses/Unauthorized"},
-    "404": {"$ref": "#/components/responses/NotFound"},
-    "405": {"$ref": "#/components/responses/MethodNotAllowed"},
-}
-# Calls that change something: with the etcd registry, 503 when etcd did not take the change.
-_CHANGE_ERRORS = {**_ERRORS, "503": {"$ref": "#/components/responses/RegistryUnavailable"}}
 
 _POOL = {"name": "pool", "in": "path", "required": True, "schema": {"type": "string"}}
 _ADDRESS = {
@@ -135,42 +128,67 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"pools": {"type": "array", "items": _ref("Pool")}},
         "additionalProperties": False,
     },
-    "NewInstance": {
-        "type": "object",
-        "required": ["address"],
-        "properties": {
-            "address": {"type": "string", "description": "HOST:PORT; IPv6 as [ADDR]:PORT"},
-            "weight": {"type": "integer", "minimum": 0, "maximum": MAX_WEIGHT, "default": 1},
-            "meta": {
-                "type": "object",
-                "additionalProperties": {"type": "string"},
-                "description": 'free-form facts, e.g. {"supervisor": "http://127.0.0.1:9800"}',
-            },
-        },
-        "additionalProperties": False,
-    },
-    "Weight": {
-        "type": "object",
-        "required": ["weight"],
-        "properties": {"weight": {"type": "integer", "minimum": 0, "maximum": MAX_WEIGHT}},
-        "additionalProperties": False,
-    },
 }
 
 
-def _state_action(verb: str, effect: str) -> dict[str, Any]:
-    return {
-        "post": {
-            "operationId": f"{verb}Instance",
-            "summary": effect,
-            "parameters": [_POOL, _ADDRESS],
-            "responses": {"200": _json(_ref("Instance"), "the instance after the change"), **_CHANGE_ERRORS},
+_ERROR_RESPONSES = {
+    400: ("BadRequest", "bad input (JSON, address, weight, field); nothing changed"),
+    401: ("Unauthorized", "admin.token is set and the Bearer token is missing or wrong"),
+    404: ("NotFound", "unknown pool, instance or route"),
+    405: ("MethodNotAllowed", "wrong method for this path (see Allow)"),
+    409: ("Conflict", "the instance is already in the pool"),
+    503: (
+        "RegistryUnavailable",
+        "[registry] type = etcd and etcd did not take the change; nothing changed anywhere",
+    ),
+}
+
+_PATH_PARAMETERS: dict[str, dict[str, Any]] = {"pool": _POOL, "address": _ADDRESS}
+
+
+def _reply(reply: Reply) -> dict[str, Any]:
+    if reply.media != "application/json":
+        return {"description": reply.description, "content": {reply.media: {"schema": {"type": "string"}}}}
+    schema = {"type": "object"} if reply.schema in (None, "object") else _ref(reply.schema)
+    return _json(schema, reply.description)
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    op: dict[str, Any] = {"operationId": route.operation_id, "summary": route.summary}
+    parameters = [_PATH_PARAMETERS[name] for name in route.params()] + list(route.query)
+    if parameters:
+        op["parameters"] = parameters
+    if route.body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(route.body.__name__)}},
         }
+    responses: dict[str, Any] = {str(r.status): _reply(r) for r in route.replies}
+    for status in sorted(route.errors):
+        responses[str(status)] = {"$ref": f"#/components/responses/{_ERROR_RESPONSES[status][0]}"}
+    op["responses"] = responses
+    if route.public:
+        op["security"] = [{}]
+    return op
+
+
+def _paths() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for route in ROUTES:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    return paths
+
+
+def _schemas() -> dict[str, Any]:
+    bodies = {route.body for route in ROUTES if route.body is not None}
+    made = {
+        model.__name__: model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for model in sorted(bodies, key=lambda m: m.__name__)
     }
+    return {**SCHEMAS, **made}
 
 
 def openapi_document() -> dict[str, Any]:
-    instance_path = "/api/pools/{pool}/instances/{address}"
     return {
         "openapi": "3.1.0",
         "info": {
@@ -183,140 +201,10 @@ def openapi_document() -> dict[str, Any]:
             ),
         },
         "security": [{}, {"bearerAuth": []}],
-        "paths": {
-            "/api/pools": {
-                "get": {
-                    "operationId": "listPools",
-                    "summary": "every pool with its instances and their figures",
-                    "responses": {"200": _json(_ref("Pools"), "all pools"), "401": _ERRORS["401"]},
-                }
-            },
-            "/api/pools/{pool}": {
-                "get": {
-                    "operationId": "getPool",
-                    "summary": "one pool",
-                    "parameters": [_POOL],
-                    "responses": {"200": _json(_ref("Pool"), "the pool"), **_ERRORS},
-                }
-            },
-            "/api/pools/{pool}/instances": {
-                "post": {
-                    "operationId": "addInstance",
-                    "summary": "add (register) an instance; it takes work at once",
-                    "parameters": [_POOL],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref("NewInstance")}},
-                    },
-                    "responses": {
-                        "201": _json(_ref("Instance"), "the new instance"),
-                        "409": {"$ref": "#/components/responses/Conflict"},
-                        **_CHANGE_ERRORS,
-                    },
-                }
-            },
-            instance_path: {
-                "get": {
-                    "operationId": "getInstance",
-                    "summary": "one instance",
-                    "parameters": [_POOL, _ADDRESS],
-                    "responses": {"200": _json(_ref("Instance"), "the instance"), **_ERRORS},
-                },
-                "delete": {
-                    "operationId": "removeInstance",
-                    "summary": "remove: drain first, remove once nothing is in flight or after the grace",
-                    "parameters": [
-                        _POOL,
-                        _ADDRESS,
-                        {
-                            "name": "grace",
-                            "in": "query",
-                            "required": False,
-                            "description": "seconds in-flight work may take (default: the process's --grace)",
-                            "schema": {"type": "number", "minimum": 0, "maximum": 86400},
-                        },
-                    ],
-                    "responses": {
-                        "200": _json(_ref("Instance"), "removed now (nothing was in flight); removed: true"),
-                        "202": _json(_ref("Instance"), "draining; removed once idle; removed: false"),
-                        **_CHANGE_ERRORS,
-                    },
-                },
-            },
-            instance_path + "/drain": _state_action(
-                "drain", "draining: no new work, in-flight work finishes"
-            ),
-            instance_path + "/enable": _state_action(
-                "enable",
-                "back in rotation (through slow-start when the pool has one; down while its health "
-                "checks fail); ends an ejection and cancels a pending removal",
-            ),
-            instance_path + "/maint": _state_action("maint", "maintenance: out of rotation until enabled"),
-            instance_path + "/weight": {
-                "put": {
-                    "operationId": "setWeight",
-                    "summary": "set the weight (0 takes no new work)",
-                    "parameters": [_POOL, _ADDRESS],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref("Weight")}},
-                    },
-                    "responses": {
-                        "200": _json(_ref("Instance"), "the instance after the change"),
-                        **_CHANGE_ERRORS,
-                    },
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "operationId": "metrics",
-                    "summary": "Prometheus text exposition (tidegate_instance_* with labels pool, instance)",
-                    "responses": {
-                        "200": {
-                            "description": "metrics",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        },
-                        "401": _ERRORS["401"],
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "operationId": "openapi",
-                    "summary": "this document",
-                    "responses": {"200": _json({"type": "object"}, "the OpenAPI document")},
-                }
-            },
-            "/": {
-                "get": {
-                    "operationId": "dashboard",
-                    "summary": "the dashboard: one self-contained HTML page polling /api/pools",
-                    "security": [{}],
-                    "responses": {
-                        "200": {
-                            "description": "HTML",
-                            "content": {"text/html": {"schema": {"type": "string"}}},
-                        }
-                    },
-                }
-            },
-        },
+        "paths": _paths(),
         "components": {
-            "schemas": SCHEMAS,
-            "responses": {
-                name: _json(_ref("Error"), text)
-                for name, text in (
-                    ("BadRequest", "bad input (JSON, address, weight, field); nothing changed"),
-                    ("Unauthorized", "admin.token is set and the Bearer token is missing or wrong"),
-                    ("NotFound", "unknown pool, instance or route"),
-                    ("MethodNotAllowed", "wrong method for this path (see Allow)"),
-                    ("Conflict", "the instance is already in the pool"),
-                    (
-                        "RegistryUnavailable",
-                        "[registry] type = etcd and etcd did not take the change; nothing changed anywhere",
-                    ),
-                )
-            },
+            "schemas": _schemas(),
+            "responses": {name: _json(_ref("Error"), text) for name, text in _ERROR_RESPONSES.values()},
             "securitySchemes": {
                 "bearerAuth": {
                     "type": "http",

@@ -40,6 +40,7 @@ from tidegate.observe.iops import IopsMeter
 from tidegate.observe.prometheus import InstanceCollector, InstanceView
 
 if TYPE_CHECKING:
+    from tidegate.control.admin.bodies import NewInstance
     from tidegate.control.registry.service import EtcdRegistry
     from tidegate.control.runtime.process import Runtime
 
@@ -206,7 +207,7 @@ class AdminService:
         registry: EtcdRegistry | None = self.runtime.extra.get("registry")
         return registry
 
-    async def add_instance(self, pool: Pool, new: ops.NewInstance) -> Instance:
+    async def add_instance(self, pool: Pool, new: NewInstance) -> Instance:
         shared = self.shared
         if shared is None:
             inst = ops.add_instance(pool, new)
@@ -238,8 +239,7 @@ class AdminService:
             if shared is None:
                 ops.enable(pool, inst)
 
-    async def set_weight(self, pool: Pool, inst: Instance, doc: Mapping[str, Any]) -> None:
-        weight = ops.requested_weight(doc)
+    async def set_weight(self, pool: Pool, inst: Instance, weight: int) -> None:
         shared = self.shared
         if shared is None:
             pool.set_weight(inst, weight)
