@@ -8,12 +8,17 @@ then cut what is left.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from tidegate.balancing.pool import Pool
     from tidegate.config.model import Config
+
+C = TypeVar("C", bound=Collector)
 
 
 class Service(Protocol):
@@ -38,3 +43,73 @@ class Service(Protocol):
 # them as `sockets=`: a reload binds every new listener before it changes anything, and refuses
 # the whole reload if one cannot bind. Services of repeatable sections ([[http]], [[tcp]]) have
 # `index`, the position of their section in the runtime's config, which the runtime keeps current.
+
+
+class Host(Protocol):
+    """What a service may use of the process that runs it: the one contract between the services
+    (a lower layer) and the runtime (control/runtime/process.py), so nothing reaches across it
+    through a string-keyed bag."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def pools(self) -> dict[str, Pool]: ...
+
+    def listener_name(self, kind: str) -> tuple[str, int]:
+        """The next name of a listener of this kind (`tcp`, `tcp.1`, … in the order they are made,
+        never reused within a process, so a section added by a reload gets a new one) and its
+        ordinal."""
+        ...
+
+    def figures(self, kind: str, make: Callable[[], C]) -> C:
+        """The process's one Prometheus collector of this kind, made and registered on first use.
+
+        Every service feeds its figures to /metrics this way: it attaches itself to its kind's
+        collector at start and detaches at stop. One collector per kind because a registry
+        refuses two with the same metric names (two [[tcp]] sections, a [dns] moved by reload)."""
+        ...
+
+
+class Names:
+    """Listener names per kind, as Host.listener_name hands them out."""
+
+    def __init__(self, made: Mapping[str, int] | None = None) -> None:
+        self._made: dict[str, int] = dict(made or {})
+
+    def next(self, kind: str) -> tuple[str, int]:
+        made = self._made.get(kind, 0)
+        self._made[kind] = made + 1
+        return (kind if made == 0 else f"{kind}.{made}"), made
+
+
+class Figures:
+    """One collector per kind, registered in `metrics` on first use (Host.figures)."""
+
+    def __init__(self, metrics: CollectorRegistry) -> None:
+        self.metrics = metrics
+        self._by_kind: dict[str, Collector] = {}
+
+    def get(self, kind: str, make: Callable[[], C]) -> C:
+        collector = self._by_kind.get(kind)
+        if collector is None:
+            collector = self._by_kind[kind] = make()
+            self.metrics.register(collector)
+        return collector  # type: ignore[return-value]  # made by `make` for this kind
+
+
+class StandaloneHost:
+    """A Host for services run outside the runtime: a worker process's gateway, tests."""
+
+    def __init__(self, config: Config, pools: dict[str, Pool], first: int = 0) -> None:
+        self.config = config
+        self.pools = pools
+        self.metrics = CollectorRegistry(auto_describe=True)
+        self._names = Names({"http": first})  # a worker serves its main process's listener's name
+        self._figures = Figures(self.metrics)
+
+    def listener_name(self, kind: str) -> tuple[str, int]:
+        return self._names.next(kind)
+
+    def figures(self, kind: str, make: Callable[[], C]) -> C:
+        return self._figures.get(kind, make)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import generate_latest
 
 from tidegate.config import Config
 from tidegate.config.model import LvsConfig
@@ -13,6 +11,7 @@ from tidegate.lvs.director import Director
 from tidegate.lvs.frame import ACK, PSH, SYN, ip4
 from tidegate.lvs.service import LvsService
 from tidegate.lvs.vnet import PLAIN
+from tidegate.service import StandaloneHost
 from tidegate.testing.packets import tcp_frame
 
 DIR_MAC, CLIENT_MAC, RS_MAC = (
@@ -23,14 +22,6 @@ DIR_MAC, CLIENT_MAC, RS_MAC = (
 VIP, CLIENT = ip4("198.18.0.100"), ip4("198.18.0.1")
 
 
-class FakeRuntime:
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.pools = build_pools(config)
-        self.extra: dict[str, Any] = {}
-        self.metrics = CollectorRegistry(auto_describe=True)
-
-
 def test_describe_pool_and_metrics_follow_the_connection_table() -> None:
     config = Config.model_validate(
         {
@@ -38,9 +29,9 @@ def test_describe_pool_and_metrics_follow_the_connection_table() -> None:
             "lvs": {"mode": "nat", "vip": "198.18.0.100:80", "interface": "eth0", "pool": "web"},
         }
     )
-    rt = FakeRuntime(config)
+    rt = StandaloneHost(config, build_pools(config))
     assert config.lvs is not None
-    svc = LvsService(config.lvs, rt)  # type: ignore[arg-type]
+    svc = LvsService(config.lvs, rt)
     pool = rt.pools["web"]
     d = Director(
         mode="nat",

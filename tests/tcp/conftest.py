@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 import uvloop
-from prometheus_client import CollectorRegistry
 
 from tidegate.config import Config, parse_config
 from tidegate.control.runtime.pools import build_pools
+from tidegate.service import StandaloneHost
 from tidegate.tcp.service import TcpService, make_service
 from tidegate.testing.tcp_peers import AddressBox, NamedEcho
 
@@ -20,16 +20,6 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
     """Every async test here runs on both loops: `tidegate run` uses uvloop, whose transports
     differ from asyncio's in the details (they are not even asyncio.Transport subclasses)."""
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
-
-
-class MiniRuntime:
-    """The part of control.runtime.Runtime a TCP service uses."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.pools = build_pools(config)
-        self.extra: dict[str, Any] = {}
-        self.metrics = CollectorRegistry(auto_describe=True)
 
 
 def _toml(v: object) -> str:
@@ -57,7 +47,7 @@ async def proxy() -> AsyncIterator[StartProxy]:
 
     async def start(instances: list[str], scheduler: str = "round-robin", **tcp: object) -> TcpService:
         cfg = parse_config(config_text(instances, scheduler, **tcp))
-        svc = make_service(cfg.tcp[0], MiniRuntime(cfg))
+        svc = make_service(cfg.tcp[0], StandaloneHost(cfg, build_pools(cfg)))
         await svc.start()
         started.append(svc)
         return svc
@@ -71,13 +61,12 @@ class Harness:
     """For tests that build configs and runtimes themselves (reload, several listeners)."""
 
     config_text = staticmethod(config_text)
-    MiniRuntime = MiniRuntime
 
     def __init__(self) -> None:
         self.services: list[TcpService] = []
 
-    async def start(self, cfg: Config) -> tuple[MiniRuntime, list[TcpService]]:
-        rt = MiniRuntime(cfg)
+    async def start(self, cfg: Config) -> tuple[StandaloneHost, list[TcpService]]:
+        rt = StandaloneHost(cfg, build_pools(cfg))
         made = [make_service(t, rt) for t in cfg.tcp]
         for svc in made:
             await svc.start()

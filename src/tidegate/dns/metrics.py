@@ -13,11 +13,16 @@ if TYPE_CHECKING:
 
 
 class DnsCollector(Collector):
-    def __init__(self, service: DnsService) -> None:
-        self.service = service
+    """The [dns] service's figures; the newest attached service is the one serving (a reload that
+    moves the listener attaches the new one before the old one detaches)."""
+
+    def __init__(self) -> None:
+        self.services: list[DnsService] = []
 
     def collect(self) -> Iterator[Metric]:
-        zone = self.service.zone
+        if not self.services:
+            return
+        zone = self.services[-1].zone
         figs = zone.figures
         queries = CounterMetricFamily(
             "tidegate_dns_queries", "A/AAAA/ANY queries per record", labels=["record"]

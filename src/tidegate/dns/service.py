@@ -26,6 +26,7 @@ from tidegate.dns.handler import handle
 from tidegate.dns.metrics import DnsCollector
 from tidegate.dns.zone import Zone
 from tidegate.listening import shown, stream_listener
+from tidegate.service import Host
 
 log = logging.getLogger("tidegate.dns")
 
@@ -134,7 +135,7 @@ def bind_sockets(cfg: DnsConfig) -> list[socket.socket]:
 class DnsService:
     name = "dns"
 
-    def __init__(self, cfg: DnsConfig, runtime: Any, sockets: list[socket.socket] | None = None) -> None:
+    def __init__(self, cfg: DnsConfig, runtime: Host, sockets: list[socket.socket] | None = None) -> None:
         self.cfg = cfg
         self.sockets = sockets  # UDP and TCP, bound already (by a reload), else start() binds
         self.runtime = runtime
@@ -143,8 +144,8 @@ class DnsService:
         self.connections: set[_Tcp] = set()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
-        self._collector = DnsCollector(self)
-        runtime.metrics.register(self._collector)
+        self._collector = runtime.figures("dns", DnsCollector)
+        self._collector.services.append(self)
 
     async def start(self) -> None:
         (udp_sock, tcp_sock), self.sockets = self.sockets or bind_sockets(self.cfg), None
@@ -178,9 +179,7 @@ class DnsService:
             self._udp.close()
         if self._tcp is not None:
             self._tcp.close()
-        # A [dns] whose listen moved is a new service with collectors of the same names.
-        with contextlib.suppress(KeyError):
-            self.runtime.metrics.unregister(self._collector)
+        self._detach()
 
     async def stop(self, grace: float) -> None:
         await self.stop_listening()
@@ -189,12 +188,16 @@ class DnsService:
         if self._tcp is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._tcp.wait_closed(), timeout=max(grace, 0.1))
-        with contextlib.suppress(KeyError):
-            self.runtime.metrics.unregister(self._collector)
+        self._detach()
+
+    def _detach(self) -> None:
+        # A [dns] whose listen moved is a new service feeding the same collector.
+        if self in self._collector.services:
+            self._collector.services.remove(self)
 
     def describe_pool(self, pool: str) -> dict[str, object] | None:
         return describe_pool(self.zone, pool)
 
 
-def make_service(cfg: DnsConfig, runtime: Any, sockets: list[socket.socket] | None = None) -> DnsService:
+def make_service(cfg: DnsConfig, runtime: Host, sockets: list[socket.socket] | None = None) -> DnsService:
     return DnsService(cfg, runtime, sockets)

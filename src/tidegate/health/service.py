@@ -23,7 +23,7 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from tidegate.balancing.instance import Instance
 from tidegate.balancing.pool import OPERATOR, Pool, StateChange
@@ -33,13 +33,7 @@ from tidegate.health.outlier import OutlierDetector, PassiveHook
 from tidegate.health.probes import ProbeResult, probe_http, probe_tcp
 from tidegate.health.rise_fall import RiseFall
 from tidegate.health.verdict import event_for
-
-
-class Runtime(Protocol):
-    """What this service needs of the runtime (a higher layer, so not imported)."""
-
-    pools: Mapping[str, Pool]
-
+from tidegate.service import Host
 
 log = logging.getLogger("tidegate.health")
 
@@ -77,7 +71,7 @@ class _Watch:
 class HealthService:
     name = "health"
 
-    def __init__(self, config: Config, runtime: Runtime) -> None:
+    def __init__(self, config: Config, runtime: Host) -> None:
         self._runtime = runtime
         self._config = config
         self._watches: dict[str, _Watch] = {}
@@ -330,5 +324,5 @@ def _prune(d: dict[Instance, Any], live: Any) -> None:
         del d[inst]
 
 
-def make_service(config: Config, runtime: Runtime) -> HealthService:
+def make_service(config: Config, runtime: Host) -> HealthService:
     return HealthService(config, runtime)

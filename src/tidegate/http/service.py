@@ -25,22 +25,20 @@ from tidegate.http.plan import Plan
 from tidegate.http.section import section_after_reload
 from tidegate.http.upstream import Upstreams
 from tidegate.listening import stream_listener
+from tidegate.service import Host
 
 log = logging.getLogger("tidegate.http")
 
 
 class HttpService:
     def __init__(
-        self, cfg: HttpConfig, runtime: Any, sock: socket.socket | None = None, announce: bool = True
+        self, cfg: HttpConfig, runtime: Host, sock: socket.socket | None = None, announce: bool = True
     ) -> None:
         self.cfg = cfg
         self.sock = sock  # a listening socket made elsewhere (a worker process's), else bind `listen`
         self.announce = announce
         self.runtime = runtime
-        extra: dict[str, Any] = getattr(runtime, "extra", {})
-        self.index: int = extra.get("http.count", 0)
-        extra["http.count"] = self.index + 1
-        self.name = "http" if self.index == 0 else f"http.{self.index}"
+        self.name, self.index = runtime.listener_name("http")
         self.pools: Mapping[str, Pool] = runtime.pools
         self.budgets: dict[str, RetryBudget] = {}
         self.plan = Plan(cfg, self.pools, self.budgets)
@@ -151,7 +149,7 @@ def bind_sockets(cfg: HttpConfig) -> list[socket.socket]:
     return [stream_listener(cfg.listen, 2048)]
 
 
-def make_service(http_cfg: HttpConfig, runtime: Any, sockets: list[socket.socket] | None = None) -> Any:
+def make_service(http_cfg: HttpConfig, runtime: Host, sockets: list[socket.socket] | None = None) -> Any:
     """The section's service; `sockets` from bind_sockets when bound already (by a reload)."""
     if http_cfg.workers > 1:
         from tidegate.http.workers import WorkersService

@@ -20,13 +20,13 @@ import logging
 import signal
 import socket
 import sys
-import types
 from typing import Any
 
 from tidegate.balancing.pool import Pool, StateChange
 from tidegate.config.model import Config, HttpConfig
 from tidegate.http import worker_wire as wire
 from tidegate.http.service import HttpService
+from tidegate.service import StandaloneHost
 
 log = logging.getLogger("tidegate.http")
 
@@ -86,7 +86,7 @@ class Worker:
             return
         self._mirror(first["pools"])
         cfg = HttpConfig.model_validate(first["section"])
-        runtime = types.SimpleNamespace(pools=self.pools, extra={"http.count": first["index"]})
+        runtime = StandaloneHost(Config(), self.pools, first=first["index"])
         svc = self.svc = HttpService(cfg, runtime, sock=self.listen, announce=False)
         svc.name = self.name
         await svc.start()

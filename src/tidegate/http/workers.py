@@ -25,6 +25,7 @@ from tidegate.balancing.state import State
 from tidegate.config.model import Config, HttpConfig, split_address
 from tidegate.http import worker_wire as wire
 from tidegate.http.section import section_after_reload
+from tidegate.service import Host
 
 log = logging.getLogger("tidegate.http")
 
@@ -79,14 +80,11 @@ class _Child:
 
 
 class WorkersService:
-    def __init__(self, cfg: HttpConfig, runtime: Any, sockets: list[socket.socket] | None = None) -> None:
+    def __init__(self, cfg: HttpConfig, runtime: Host, sockets: list[socket.socket] | None = None) -> None:
         self.cfg = cfg
         self.sockets = sockets  # one per worker, bound already (by a reload), else start() binds
         self.runtime = runtime
-        extra: dict[str, Any] = getattr(runtime, "extra", {})
-        self.index: int = extra.get("http.count", 0)
-        extra["http.count"] = self.index + 1
-        self.name = "http" if self.index == 0 else f"http.{self.index}"
+        self.name, self.index = runtime.listener_name("http")
         self.pools: Mapping[str, Pool] = runtime.pools
         self.children: list[_Child] = []
         self.stopping = False

@@ -14,11 +14,15 @@ FiguresSource = Callable[[], tuple[str, dict[str, dict[str, int]], dict[str, int
 
 
 class LvsCollector(Collector):
-    def __init__(self, source: FiguresSource) -> None:
-        self.source = source
+    """The director's figures, read from the newest attached [lvs] service's source."""
+
+    def __init__(self) -> None:
+        self.sources: list[FiguresSource] = []
 
     def collect(self) -> Iterator[Metric]:
-        pool, per_server, dropped = self.source()
+        if not self.sources:
+            return
+        pool, per_server, dropped = self.sources[-1]()
         labels = ["pool", "address"]
         conns = GaugeMetricFamily(
             "tidegate_lvs_connections",

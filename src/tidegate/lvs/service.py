@@ -10,11 +10,9 @@ server's connections are over. An engine that cannot run here says why and the p
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 from collections.abc import Mapping
-from typing import Any, Protocol
 
 from tidegate.balancing.pool import Pool
 from tidegate.config.model import Config, LvsConfig, split_address
@@ -23,15 +21,9 @@ from tidegate.lvs.ipvs_engine import IpvsEngine
 from tidegate.lvs.metrics import LvsCollector
 from tidegate.lvs.tcp_state import Timeouts
 from tidegate.lvs.userspace import EngineError, UserspaceEngine
+from tidegate.service import Host
 
 log = logging.getLogger("tidegate.lvs")
-
-
-class Runtime(Protocol):
-    config: Config
-    pools: dict[str, Pool]
-    extra: dict[str, Any]
-    metrics: Any
 
 
 def timeouts_of(cfg: LvsConfig) -> Timeouts:
@@ -51,7 +43,7 @@ def timeouts_of(cfg: LvsConfig) -> Timeouts:
 class LvsService:
     name = "lvs"
 
-    def __init__(self, cfg: LvsConfig, runtime: Runtime) -> None:
+    def __init__(self, cfg: LvsConfig, runtime: Host) -> None:
         self.cfg = cfg
         self.runtime = runtime
         if cfg.pool not in runtime.pools:
@@ -59,8 +51,8 @@ class LvsService:
         self.pool = runtime.pools[cfg.pool]
         self.table = ConnTable(timeouts_of(cfg))
         self.engine: UserspaceEngine | IpvsEngine | None = None
-        self._collector = LvsCollector(self._figures)
-        runtime.metrics.register(self._collector)
+        self._collector = runtime.figures("lvs", LvsCollector)
+        self._collector.sources.append(self._figures)
 
     def _make_engine(self) -> UserspaceEngine | IpvsEngine:
         host, port = split_address(self.cfg.vip)
@@ -127,8 +119,8 @@ class LvsService:
         engine, self.engine = self.engine, None
         if engine is not None:
             await engine.stop(grace, self._established)
-        with contextlib.suppress(KeyError):
-            self.runtime.metrics.unregister(self._collector)  # an [lvs] added again registers anew
+        if self._figures in self._collector.sources:
+            self._collector.sources.remove(self._figures)  # an [lvs] added again attaches anew
 
     # --- figures ---------------------------------------------------------------------------
     def _per_server(self) -> dict[str, dict[str, int]]:
@@ -170,5 +162,5 @@ class LvsService:
         return out
 
 
-def make_service(lvs_cfg: LvsConfig, runtime: Runtime) -> LvsService:
+def make_service(lvs_cfg: LvsConfig, runtime: Host) -> LvsService:
     return LvsService(lvs_cfg, runtime)

@@ -18,27 +18,17 @@ import logging
 import socket
 import sys
 from collections.abc import Mapping
-from typing import Any, Protocol
 
 from tidegate.balancing.instance import Instance
 from tidegate.balancing.pool import Pool, StateChange
 from tidegate.balancing.state import State
 from tidegate.config.model import Config, TcpConfig
 from tidegate.listening import shown, stream_listener
+from tidegate.service import Host
 from tidegate.tcp import proxy_header
 from tidegate.tcp.figures import ListenerFigures
 from tidegate.tcp.metrics import TcpCollector
 from tidegate.tcp.relay import Connection
-
-
-class Runtime(Protocol):
-    """What a service needs of control.runtime.Runtime (a higher layer, so not imported)."""
-
-    config: Config
-    pools: dict[str, Pool]
-    extra: dict[str, Any]
-    metrics: Any
-
 
 log = logging.getLogger("tidegate.tcp")
 
@@ -48,13 +38,11 @@ HIGH_WATER = 512 * 1024
 BACKLOG = 4096
 
 
-def _listener_name(tcp_cfg: TcpConfig, runtime: Runtime) -> tuple[str, int]:
-    """The listener's name (tcp, tcp.1, ... in the order they are made, never reused within a
-    process, so a section added by a reload gets a new one) and its section's position."""
-    made = runtime.extra.get("tcp.count", 0)
-    runtime.extra["tcp.count"] = made + 1
+def _listener_name(tcp_cfg: TcpConfig, runtime: Host) -> tuple[str, int]:
+    """The listener's name (Host.listener_name) and its section's position."""
+    name, made = runtime.listener_name("tcp")
     index = next((i for i, c in enumerate(runtime.config.tcp) if c is tcp_cfg), made)
-    return ("tcp" if made == 0 else f"tcp.{made}"), index
+    return name, index
 
 
 def bind_sockets(cfg: TcpConfig) -> list[socket.socket]:
@@ -63,7 +51,7 @@ def bind_sockets(cfg: TcpConfig) -> list[socket.socket]:
 
 
 class TcpService:
-    def __init__(self, cfg: TcpConfig, runtime: Runtime, sockets: list[socket.socket] | None = None) -> None:
+    def __init__(self, cfg: TcpConfig, runtime: Host, sockets: list[socket.socket] | None = None) -> None:
         self.name, self.index = _listener_name(cfg, runtime)
         self.sockets = sockets  # bound already (by a reload), else start() binds
         self.runtime = runtime
@@ -80,11 +68,8 @@ class TcpService:
         self._server: asyncio.AbstractServer | None = None
         self.address = ""
         self._apply(cfg, runtime.pools)
-        collector = runtime.extra.get("tcp.collector")
-        if collector is None:
-            collector = runtime.extra["tcp.collector"] = TcpCollector()
-            runtime.metrics.register(collector)
-        collector.services.append(self)
+        self._collector = runtime.figures("tcp", TcpCollector)
+        self._collector.services.append(self)
 
     def _apply(self, cfg: TcpConfig, pools: Mapping[str, Pool]) -> None:
         self.cfg = cfg
@@ -135,9 +120,8 @@ class TcpService:
 
     async def stop(self, grace: float) -> None:
         await self.stop_listening()
-        collector = self.runtime.extra.get("tcp.collector")
-        if collector is not None and self in collector.services:
-            collector.services.remove(self)  # a listener gone by reload leaves /metrics
+        if self in self._collector.services:
+            self._collector.services.remove(self)  # a listener gone by reload leaves /metrics
         for timer in self._drain_timers.values():
             timer.cancel()
         self._drain_timers.clear()
@@ -263,7 +247,5 @@ class TcpService:
             conn.cut()
 
 
-def make_service(
-    tcp_cfg: TcpConfig, runtime: Runtime, sockets: list[socket.socket] | None = None
-) -> TcpService:
+def make_service(tcp_cfg: TcpConfig, runtime: Host, sockets: list[socket.socket] | None = None) -> TcpService:
     return TcpService(tcp_cfg, runtime, sockets)

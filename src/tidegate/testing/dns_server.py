@@ -12,32 +12,20 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any
-
-from prometheus_client import CollectorRegistry
 
 from tidegate.balancing.pool import Pool
 from tidegate.config.load import parse_config
-from tidegate.config.model import Config
 from tidegate.control.runtime.pools import build_pools
 from tidegate.dns.service import DnsService, make_service
-
-
-@dataclass
-class FakeRuntime:
-    """What the DNS service uses of the runtime: the pools and the metrics registry."""
-
-    config: Config
-    pools: dict[str, Pool]
-    metrics: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+from tidegate.service import StandaloneHost
 
 
 class DnsServer:
     def __init__(self, config_text: str) -> None:
         self.config = parse_config(config_text)
         assert self.config.dns is not None
-        self.runtime = FakeRuntime(self.config, build_pools(self.config))
+        self.runtime = StandaloneHost(self.config, build_pools(self.config))
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()

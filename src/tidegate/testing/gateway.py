@@ -11,19 +11,19 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import threading
-import types
 from collections.abc import Mapping
 from typing import Any
 
 from tidegate.config.model import Config
 from tidegate.control.runtime.pools import build_pools, reload_pools
 from tidegate.http.service import HttpService, make_service
+from tidegate.service import StandaloneHost
 
 
 class GatewayThread:
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = Config.model_validate(config)
-        self.runtime = types.SimpleNamespace(pools=build_pools(self.config), extra={})
+        self.runtime = StandaloneHost(self.config, build_pools(self.config))
         self.loop: asyncio.AbstractEventLoop | None = None
         self.service: HttpService | None = None
         started: concurrent.futures.Future[None] = concurrent.futures.Future()

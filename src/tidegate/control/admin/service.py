@@ -69,7 +69,7 @@ class AdminService:
         self.iops = IopsMeter()
         self.registry = runtime.metrics
         # Addresses added through the API, per pool; the runtime's reload keeps them.
-        self.registered: dict[str, set[str]] = runtime.extra.setdefault("registered", {})
+        self.registered = runtime.registered
         self._collector = InstanceCollector(self._views, [s.value for s in State])
         self._removals: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._server: _Server | None = None
@@ -204,8 +204,7 @@ class AdminService:
     # does not take it the call answers 503 and nothing changed (README, "The etcd registry").
     @property
     def shared(self) -> EtcdRegistry | None:
-        registry: EtcdRegistry | None = self.runtime.extra.get("registry")
-        return registry
+        return self.runtime.shared
 
     async def add_instance(self, pool: Pool, new: NewInstance) -> Instance:
         shared = self.shared

@@ -82,7 +82,7 @@ class EtcdRegistry:
         self.snapshot = Snapshot(self.prefix)
         self.static = _static(config)
         # Addresses the registry added, per pool: the runtime's reload keeps them (control/runtime/pools.py).
-        self.registered: dict[str, set[str]] = runtime.extra.setdefault("registered", {})
+        self.registered = runtime.registered
         self.connected = False
         self.synced = asyncio.Event()
         self._tried = asyncio.Event()  # the first read of the prefix succeeded or failed
@@ -101,7 +101,7 @@ class EtcdRegistry:
             lambda text: log.info("presence: %s", text),
             self._restart_watch,
         )
-        runtime.extra["registry"] = self
+        runtime.shared = self
 
     # --- Service --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -134,8 +134,8 @@ class EtcdRegistry:
                 await self._loop
         await self._presence.close()
         await self.client.aclose()
-        if self.runtime.extra.get("registry") is self:  # (a reload that drops [registry])
-            del self.runtime.extra["registry"]
+        if self.runtime.shared is self:  # (a reload that drops [registry])
+            self.runtime.shared = None
 
     def describe_pool(self, pool: str) -> dict[str, Any] | None:
         processes = sum(1 for key, _ in self.snapshot.live() if key.kind == PROCESSES)

@@ -17,7 +17,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
@@ -25,7 +25,10 @@ from tidegate.balancing.pool import Pool
 from tidegate.config import Config, ConfigError, load_config
 from tidegate.control.runtime.pools import build_pools, reload_pools
 from tidegate.control.runtime.sections import REPEATABLE, Section, plan_sections, sections_of
-from tidegate.service import Service
+from tidegate.service import C, Figures, Names, Service
+
+if TYPE_CHECKING:
+    from tidegate.control.registry.service import EtcdRegistry
 
 log = logging.getLogger("tidegate")
 
@@ -86,7 +89,20 @@ class Runtime:
         self._reload_lock = asyncio.Lock()
         # Every service registers its Prometheus collectors here; the admin API serves it.
         self.metrics = CollectorRegistry(auto_describe=True)
-        self.extra: dict[str, Any] = {}  # services share objects here
+        self._names = Names()
+        self._figures = Figures(self.metrics)
+        # Pool → addresses registered through the admin API or the etcd registry: a reload keeps
+        # them (control/runtime/pools.py).
+        self.registered: dict[str, set[str]] = {}
+        # The etcd registry while [registry] type = "etcd" runs: admin changes go through it.
+        self.shared: EtcdRegistry | None = None
+
+    # --- what services use of the process (tidegate.service.Host) --------------------------------
+    def listener_name(self, kind: str) -> tuple[str, int]:
+        return self._names.next(kind)
+
+    def figures(self, kind: str, make: Callable[[], C]) -> C:
+        return self._figures.get(kind, make)
 
     def _make(self, section: Section, sockets: list[socket.socket] | None = None) -> Service:
         factory = _factory(section.kind)
@@ -136,7 +152,7 @@ class Runtime:
                     exc.strerror or exc,
                 )
                 return False
-        self.pools = reload_pools(self.pools, new, self.extra.get("registered"))
+        self.pools = reload_pools(self.pools, new, self.registered)
         self.config = new
         for i in plan.removed:
             await self._retire(self.services[i])
