@@ -134,8 +134,8 @@ async def _serve(args: argparse.Namespace) -> int:
             notes = await asyncio.gather(
                 *(deregister(admin, args.pool, a, args.grace) for a in registered), return_exceptions=True
             )
-            for note in notes:
-                print(f"tidegate: {note}", file=sys.stderr, flush=True)
+            for outcome in notes:
+                print(f"tidegate: {outcome}", file=sys.stderr, flush=True)
             await admin.aclose()
         await supervisor.stop(timeout=args.grace + args.drain_window + 5)
         await control.close()

@@ -15,7 +15,7 @@ import os
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, Task, TextColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, Task, TaskID, TextColumn
 from rich.text import Text
 
 from tidegate.rollout.admin_client import AdminClient, AdminError
@@ -97,7 +97,7 @@ async def _upgrade(args: argparse.Namespace) -> int:
         console=console,
         transient=False,
     )
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
     phases: dict[str, Phase] = {}
     notes_seen: dict[str, int] = {}
 

@@ -80,9 +80,9 @@ def candidates_of(pool: Pool) -> Candidates:
     v6: list[Entry] = []
     for ip, (weight, names) in by_ip.items():
         if ip.version == 4:
-            v4.append(Entry(str(ip), A(dns.rdataclass.IN, dns.rdatatype.A, str(ip)), weight, tuple(names)))
+            v4.append(Entry(str(ip), A(dns.rdataclass.IN, dns.rdatatype.A, str(ip)), weight, tuple(names)))  # type: ignore[no-untyped-call]
         else:
-            rd = AAAA(dns.rdataclass.IN, dns.rdatatype.AAAA, str(ip))
+            rd = AAAA(dns.rdataclass.IN, dns.rdatatype.AAAA, str(ip))  # type: ignore[no-untyped-call]
             v6.append(Entry(str(ip), rd, weight, tuple(names)))
     skipped = tuple(a for a, ip in ips.items() if ip is None)
     return Candidates(tuple(v4), tuple(v6), fail_open, skipped)

@@ -37,12 +37,12 @@ def describe_pool(zone: Zone, pool: str) -> dict[str, object] | None:
     instances: dict[str, object] = {}
     if cands is not None and zone.pools.get(pool) is not None:
         for inst in zone.pools[pool]:
-            ip = _normal_ip(inst.host)
+            normal = _normal_ip(inst.host)
             instances[inst.address] = {
-                "ip": ip,
-                "in_answers": ip in cands.ips,
-                "answered": answered.get(ip, 0) if ip else 0,
-                "last_answered_s_ago": round(now - last[ip], 3) if ip in last else None,
+                "ip": normal,
+                "in_answers": normal in cands.ips,
+                "answered": answered.get(normal, 0) if normal else 0,
+                "last_answered_s_ago": round(now - last[normal], 3) if normal in last else None,
             }
     return {
         "max_ttl": max(s.ttl for s in specs),

@@ -143,7 +143,7 @@ def _handle(
 
 def _reply(query: dns.message.Message, rcode: int) -> dns.message.Message:
     resp = dns.message.make_response(query, our_payload=OUR_PAYLOAD)
-    resp.set_rcode(rcode)
+    resp.set_rcode(dns.rcode.Rcode(rcode))
     return resp
 
 
@@ -181,5 +181,5 @@ def _bare_reply(wire: bytes, rcode: int) -> bytes | None:
     opcode = dns.opcode.from_flags(int.from_bytes(wire[2:4], "big"))
     msg.flags = dns.flags.QR | (dns.flags.RD if wire[2] & 0x01 else 0)
     msg.set_opcode(opcode)
-    msg.set_rcode(rcode)
+    msg.set_rcode(dns.rcode.Rcode(rcode))
     return msg.to_wire()

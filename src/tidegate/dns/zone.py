@@ -97,10 +97,12 @@ class Zone:
     def _rebuild_apex(self) -> None:
         mname = self.nameservers[0] if self.nameservers else self.origin
         rname = dns.name.Name(("hostmaster",)).concatenate(self.origin)
-        soa = SOA(IN, dns.rdatatype.SOA, mname, rname, self.serial, REFRESH, RETRY, EXPIRE, self.negative_ttl)
+        soa = SOA(IN, dns.rdatatype.SOA, mname, rname, self.serial, REFRESH, RETRY, EXPIRE, self.negative_ttl)  # type: ignore[no-untyped-call]
         self.soa = dns.rrset.from_rdata(self.origin, self.negative_ttl, soa)
         self.ns = dns.rrset.from_rdata_list(
-            self.origin, NS_TTL, [NS(IN, dns.rdatatype.NS, n) for n in self.nameservers]
+            self.origin,
+            NS_TTL,
+            [NS(IN, dns.rdatatype.NS, n) for n in self.nameservers],  # type: ignore[no-untyped-call]
         )
 
     def inherit(self, old: Zone) -> None:

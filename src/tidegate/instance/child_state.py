@@ -67,4 +67,4 @@ def crash_delay(crashes_in_a_row: int, first: float = 0.1, cap: float = 5.0) -> 
     """Seconds to wait before starting a crashed process again: 0.1, 0.2, 0.4 … up to 5."""
     if crashes_in_a_row <= 0:
         return 0.0
-    return min(cap, first * 2 ** min(crashes_in_a_row - 1, 30))
+    return min(cap, first * 2.0 ** min(crashes_in_a_row - 1, 30))

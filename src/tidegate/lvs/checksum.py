@@ -70,6 +70,10 @@ def delta16(old: int, new: int) -> int:
 
 def delta32(old: bytes, new: bytes) -> int:
     """The sum to add for a 32-bit field (an IPv4 address) going from `old` to `new`."""
+    o1: int
+    o2: int
+    n1: int
+    n2: int
     o1, o2 = _W2.unpack(old)
     n1, n2 = _W2.unpack(new)
     return (~o1 & 0xFFFF) + (~o2 & 0xFFFF) + n1 + n2

@@ -68,7 +68,7 @@ def mac_text(raw: bytes | bytearray | memoryview) -> str:
     return ":".join(f"{b:02x}" for b in bytes(raw))
 
 
-def ihl(frame: bytearray | bytes, l3: int = ETH_LEN) -> int:
+def ihl(frame: bytearray | bytes | memoryview, l3: int = ETH_LEN) -> int:
     """IPv4 header length in bytes."""
     return (frame[l3] & 0x0F) * 4
 
@@ -83,5 +83,5 @@ def is_fragment(frame: bytearray | bytes, l3: int = ETH_LEN) -> bool:
     return bool(U16.unpack_from(frame, l3 + IP_FRAG)[0] & (IP_MF | IP_OFFMASK))
 
 
-def tcp_header_length(frame: bytearray | bytes, l4: int) -> int:
+def tcp_header_length(frame: bytearray | bytes | memoryview, l4: int) -> int:
     return (frame[l4 + 12] >> 4) * 4

@@ -74,7 +74,8 @@ class GatewayThread:
         def snapshot() -> dict[str, Any]:
             return {i.address: dataclasses.replace(i.counters) for i in self.runtime.pools[pool]}
 
-        return self.call(snapshot)
+        got: dict[str, Any] = self.call(snapshot)
+        return got
 
     def reload(self, config: Mapping[str, Any]) -> None:
         new = Config.model_validate(config)

@@ -150,7 +150,8 @@ class LoadGenerator:
             except (OSError, TimeoutError, httptools.HttpParserError) as exc:
                 self._record(started, ERROR)
                 self.result.errors[f"{type(exc).__name__}: {exc}"] += 1
-                writer = await self._close(writer)
+                await self._close(writer)
+                writer = None
                 continue
             status = resp.parser.get_status_code()
             self._record(started, status)
@@ -161,7 +162,8 @@ class LoadGenerator:
                 if is_post and self.check_echo and not self._echo_ok(bytes(resp.body)):
                     self.result.bad_bodies += 1
             if not resp.parser.should_keep_alive():
-                writer = await self._close(writer)
+                await self._close(writer)
+                writer = None
         await self._close(writer)
 
     def _echo_ok(self, body: bytes) -> bool:

@@ -119,7 +119,7 @@ def tcp_frame(
     payload: bytes = b"",
     **kw: object,
 ) -> bytearray:
-    ip_kw = {k: kw.pop(k) for k in ("ttl", "tos", "ident", "df") if k in kw}
+    ip_kw: dict[str, object] = {k: kw.pop(k) for k in ("ttl", "tos", "ident", "df") if k in kw}
     if "ip_options" in kw:
         ip_kw["options"] = kw.pop("ip_options")
     seg = tcp_segment(src, dst, sport, dport, flags, payload, **kw)  # type: ignore[arg-type]

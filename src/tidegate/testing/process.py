@@ -73,14 +73,14 @@ class Proc:
             if left <= 0:
                 break
             try:
-                line = self._q.get(timeout=left)
+                got = self._q.get(timeout=left)
             except queue.Empty:
                 break
-            if line is None:
+            if got is None:
                 raise AssertionError(
                     f"process exited ({self.popen.wait()}) before {pattern!r}:\n" + self.output()
                 )
-            m = rx.search(line)
+            m = rx.search(got)
             if m:
                 return m
         raise AssertionError(f"no line matching {pattern!r} within {timeout}s:\n" + self.output())

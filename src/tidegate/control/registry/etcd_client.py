@@ -8,12 +8,14 @@ asked first. Every failure, of transport or of etcd, is an EtcdError saying whic
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TypeVar
 
 import httpx
 
 from tidegate.control.registry import etcd_wire as wire
+
+T = TypeVar("T")
 
 
 class EtcdError(RuntimeError):
@@ -99,7 +101,7 @@ class EtcdClient:
         raise EtcdError(f"etcd watch {url}: the stream ended")
 
     @staticmethod
-    def _parsed(parse: Any, doc: Any) -> Any:
+    def _parsed(parse: Callable[[Any], T], doc: Any) -> T:
         try:
             return parse(doc)
         except wire.WireError as exc:

@@ -191,9 +191,9 @@ def plan(
             weight = inst.weight  # neither the file's nor the registry's: not ours to touch
         if weight != inst.weight:
             ops.append(SetWeight(address, weight))
-        reg = records.instances.get(address)
-        if reg is not None and address not in static and dict(reg.meta) != dict(inst.meta):
-            ops.append(SetMeta(address, dict(reg.meta)))
+        registration = records.instances.get(address)
+        if registration is not None and address not in static and dict(registration.meta) != dict(inst.meta):
+            ops.append(SetMeta(address, dict(registration.meta)))
         hold = records.holds.get(address)
         if hold == "maint":
             if inst.state is not State.MAINT:

@@ -49,11 +49,11 @@ def reload_pools(
             if inst.address not in wanted and inst.address not in kept:
                 pool.remove(inst.address)
         for address, ic in wanted.items():
-            inst = pool.get(address)
-            if inst is None:
+            have = pool.get(address)
+            if have is None:
                 host, port = split_address(address)
                 pool.add(address, host, port, ic.weight)
-            elif inst.weight != ic.weight:
-                pool.set_weight(inst, ic.weight)
+            elif have.weight != ic.weight:
+                pool.set_weight(have, ic.weight)
         out[pc.name] = pool
     return out
