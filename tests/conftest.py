@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tidegate.testing.instance_app import app_writer
 from tidegate.testing.process import Proc, tidegate
 
 
@@ -26,3 +27,10 @@ def start_tidegate(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
     yield start
     for p in procs:
         p.stop()
+
+
+@pytest.fixture
+def write_app(tmp_path: Path) -> Callable[..., dict[str, str]]:
+    """write_app(version="1", healthy=True) writes the instance app (testing/instance_app.py) and
+    returns the env under which `tidegate serve` children import it."""
+    return app_writer(tmp_path)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
 
 import pytest
 
 from tidegate.balancing import Instance, State
 from tidegate.balancing.scheduler import scheduler_names
 from tidegate.config import parse_config
+from tidegate.testing.wait import until_async
 
 
 async def test_relays_both_ways_and_counts(proxy, named_echo, client) -> None:
@@ -109,11 +109,11 @@ async def test_both_fins_seen_still_delivers_what_is_buffered(proxy, client) -> 
         while conn.upstream.get_write_buffer_size() == 0:
             c.writer.write(b"q" * 65536)
             sent += 65536
-            await until(lambda n=sent: inst.counters.bytes_in == n)
+            await until_async(lambda n=sent: inst.counters.bytes_in == n)
             assert sent < 64 << 20
         c.writer.write_eof()
         assert await c.to_end() == b""
-        await until(lambda: conn.client_eof)
+        await until_async(lambda: conn.client_eof)
         assert conn.upstream.get_write_buffer_size() > 0
         go.set()
         assert await asyncio.wait_for(received, 10) == sent
@@ -137,7 +137,7 @@ async def test_idle_timeout_ends_a_closing_connection_whose_peer_reads_nothing(p
         host, _, port = svc.address.rpartition(":")
         with socket.create_connection((host, int(port))) as sock:
             sock.shutdown(socket.SHUT_WR)  # FIN, and never a read
-            await until(lambda: len(svc.connections) == 1 and next(iter(svc.connections)).closing)
+            await until_async(lambda: len(svc.connections) == 1 and next(iter(svc.connections)).closing)
             (conn,) = svc.connections
             assert conn.client.get_write_buffer_size() > 0
             await svc.wait_idle(5)
@@ -309,26 +309,16 @@ async def test_slow_reader_pauses_the_sender(proxy, client) -> None:
         total = 64 << 20
         c.writer.write(b"q" * total)  # held by the client's transport; the kernel takes what it can
         c.writer.write_eof()
-        await until(lambda: len(svc.connections) == 1)
+        await until_async(lambda: len(svc.connections) == 1)
         (conn,) = svc.connections
         inst = inst_named(svc, svc.pool.eligible()[0].address)
-        await until(lambda: inst.counters.bytes_in > 0 and not conn.client.is_reading())
+        await until_async(lambda: inst.counters.bytes_in > 0 and not conn.client.is_reading())
         held = conn.upstream.get_write_buffer_size()
         assert 0 < held <= svc.high_water + (1 << 20)
         assert inst.counters.bytes_in < total // 4  # the rest waits in the client and the kernel
         reading.set()
         assert await asyncio.wait_for(got, 20) == total
         assert await c.to_end() == b""
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10) -> None:
-    """Poll a condition the code under test offers no event for, bounded in time."""
-
-    async def poll() -> None:
-        while not condition():
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 async def test_stop_closes_the_listener_and_waits_for_connections(proxy, named_echo, client) -> None:

@@ -9,8 +9,6 @@ import os
 import re
 import signal
 import socket
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import pytest
 
 from tidegate.testing.backends import Backend
 from tidegate.testing.process import Proc
+from tidegate.testing.wait import until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -65,18 +64,6 @@ def api(proc: Proc, method: str = "GET", path: str = "/api/pools", body: Any = N
 def pool_view(proc: Proc) -> dict[str, Any]:
     pools = api(proc)["pools"]
     return next(p for p in pools if p["name"] == "web")
-
-
-def until(what: Callable[[], Any], timeout: float = 15.0) -> Any:
-    """Poll the admin API until `what()` is truthy (the workers report every 0.25 s)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = what()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"not reached within {timeout}s (last: {last!r})")
 
 
 def in_sync(proc: Proc) -> bool:

@@ -31,7 +31,7 @@ from tidegate.http.request import Request
 
 if TYPE_CHECKING:
     from tidegate.balancing.instance import Instance
-    from tidegate.http.plan import Plan
+    from tidegate.http.plan import ListenerPlan
     from tidegate.http.service import HttpService
     from tidegate.http.upstream import UpstreamConnection
 
@@ -82,7 +82,7 @@ class ClientConnection:
         self.svc = svc
         self.loop = svc.loop
         self.upstreams = svc.upstreams
-        self.plan: Plan = svc.plan
+        self.plan: ListenerPlan = svc.plan
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser: HttpRequestParser | None = HttpRequestParser(self)
         self.lane = RequestLane()

@@ -1,6 +1,6 @@
 """Everything one [[http]] section decides, computed once per start or reload.
 
-Connections read the current `Plan` at the start of each request, so a reload applies to new
+Connections read the current `ListenerPlan` at the start of each request, so a reload applies to new
 requests while requests in flight finish under the plan they started with.
 """
 
@@ -18,7 +18,7 @@ from tidegate.http.routing import RouteTable, build_routes
 _HEAD_SLACK = 4096
 
 
-class Plan:
+class ListenerPlan:
     __slots__ = (
         "body_in_memory",
         "connect_timeout",

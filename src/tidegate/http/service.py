@@ -21,7 +21,7 @@ from tidegate.config.model import Config, HttpConfig, split_address
 from tidegate.http.access_log import AccessLog
 from tidegate.http.attempts import RetryBudget
 from tidegate.http.client import ClientConnection
-from tidegate.http.plan import Plan
+from tidegate.http.plan import ListenerPlan
 from tidegate.http.section import section_after_reload
 from tidegate.http.upstream import Upstreams
 from tidegate.listening import stream_listener
@@ -41,7 +41,7 @@ class HttpService:
         self.name, self.index = runtime.listener_name("http")
         self.pools: Mapping[str, Pool] = runtime.pools
         self.budgets: dict[str, RetryBudget] = {}
-        self.plan = Plan(cfg, self.pools, self.budgets)
+        self.plan = ListenerPlan(cfg, self.pools, self.budgets)
         self.conns: set[ClientConnection] = set()
         self.stopping = False
         self.all_closed = asyncio.Event()
@@ -78,7 +78,7 @@ class HttpService:
     async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:
         cfg = section_after_reload(config, self.cfg, self.index, self.name)
         self.pools = pools
-        self.plan = Plan(cfg, pools, self.budgets)
+        self.plan = ListenerPlan(cfg, pools, self.budgets)
         if cfg.access_log != self.cfg.access_log:
             if self.access_log is not None:
                 self.access_log.close()

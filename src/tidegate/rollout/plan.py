@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from tidegate.config.units import parse_duration
 from tidegate.rollout.machine import SERVING, Layer, Limits
-from tidegate.rollout.pool_view import InstanceView, PoolView
+from tidegate.rollout.pool_view import ApiInstance, PoolView
 
 
 class PlanError(ValueError):
@@ -20,13 +20,13 @@ class PlanError(ValueError):
 
 
 @dataclass(frozen=True)
-class Plan:
-    batches: tuple[tuple[InstanceView, ...], ...]
+class RolloutPlan:
+    batches: tuple[tuple[ApiInstance, ...], ...]
     skipped: tuple[tuple[str, str], ...]  # (address, why)
     limits: Limits
 
 
-def batches(items: Sequence[InstanceView], size: int) -> tuple[tuple[InstanceView, ...], ...]:
+def batches(items: Sequence[ApiInstance], size: int) -> tuple[tuple[ApiInstance, ...], ...]:
     if size < 1:
         raise PlanError("--batch must be at least 1")
     return tuple(tuple(items[i : i + size]) for i in range(0, len(items), size))
@@ -76,7 +76,7 @@ def make_plan(
     rise: int | None = None,
     interval: float | None = None,
     dns_grace: float = 1.0,
-) -> Plan:
+) -> RolloutPlan:
     if not pool.instances:
         raise PlanError(f"pool {pool.name!r} has no instances")
     no_supervisor = [i.address for i in pool.instances if not i.supervisor]
@@ -100,4 +100,4 @@ def make_plan(
     if layer is Layer.DNS:
         seconds, why = dns_wait(pool, dns_grace)
         limits = replace(limits, dns_wait=seconds, dns_why=why)
-    return Plan(batches(todo, batch), skipped, limits)
+    return RolloutPlan(batches(todo, batch), skipped, limits)

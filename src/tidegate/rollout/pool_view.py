@@ -14,7 +14,7 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class InstanceView:
+class ApiInstance:
     address: str
     state: str = "up"
     weight: int = 1
@@ -55,18 +55,18 @@ class InstanceView:
 @dataclass(frozen=True)
 class PoolView:
     name: str
-    instances: tuple[InstanceView, ...]
+    instances: tuple[ApiInstance, ...]
     health: Mapping[str, Any] = field(default_factory=dict)
     slow_start: float = 0.0
     raw: Mapping[str, Any] = field(default_factory=dict)
 
-    def get(self, address: str) -> InstanceView | None:
+    def get(self, address: str) -> ApiInstance | None:
         for inst in self.instances:
             if inst.address == address:
                 return inst
         return None
 
-    def answered_for(self, inst: InstanceView) -> bool:
+    def answered_for(self, inst: ApiInstance) -> bool:
         """Is `inst`'s address in the DNS answers on its own account? An address shared with
         another instance that still serves (several ports on one IP) stays in them for that one:
         DNS cannot tell them apart, so there is nothing to wait for."""
@@ -87,9 +87,9 @@ def _int(value: Any, default: int = 0) -> int:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
 
 
-def parse_instance(doc: Mapping[str, Any]) -> InstanceView:
+def parse_instance(doc: Mapping[str, Any]) -> ApiInstance:
     meta = doc.get("meta") or {}
-    return InstanceView(
+    return ApiInstance(
         address=str(doc["address"]),
         state=str(doc.get("state", "up")),
         weight=_int(doc.get("weight"), 1),

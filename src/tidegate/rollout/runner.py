@@ -51,8 +51,8 @@ from tidegate.rollout.machine import (
     Withdraw,
     Withdrawn,
 )
-from tidegate.rollout.plan import Plan, make_plan
-from tidegate.rollout.pool_view import InstanceView
+from tidegate.rollout.plan import RolloutPlan, make_plan
+from tidegate.rollout.pool_view import ApiInstance
 from tidegate.rollout.supervisor_client import SupervisorError
 
 
@@ -97,7 +97,7 @@ class Upgrade:
         self.probe_timeout = 1.0
         self._probe_http = httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0))
 
-    async def plan(self) -> Plan:
+    async def plan(self) -> RolloutPlan:
         view = await self.admin.pool(self.pool)
         health = view.health
         self.health_path = str(health.get("path", self.health_path))
@@ -113,7 +113,7 @@ class Upgrade:
             dns_grace=self.dns_grace,
         )
 
-    async def run(self, plan: Plan) -> Outcome:
+    async def run(self, plan: RolloutPlan) -> Outcome:
         outcome = Outcome(True, "", skipped=list(plan.skipped))
         try:
             for i, group in enumerate(plan.batches):
@@ -139,7 +139,7 @@ class Upgrade:
             )
         return outcome
 
-    async def _one(self, rollout: InstanceRollout, inst: InstanceView) -> None:
+    async def _one(self, rollout: InstanceRollout, inst: ApiInstance) -> None:
         supervisor = inst.supervisor or ""
         version = None
         with contextlib.suppress(SupervisorError):  # if it is really unreachable, the restart says so
@@ -152,7 +152,7 @@ class Upgrade:
                 return
             event = await self._perform(command, inst, supervisor)
 
-    async def _perform(self, command: Command, inst: InstanceView, supervisor: str) -> Event:
+    async def _perform(self, command: Command, inst: ApiInstance, supervisor: str) -> Event:
         address = inst.address
         try:
             if isinstance(command, Wait):

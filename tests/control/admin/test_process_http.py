@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tidegate.cli import main
 from tidegate.testing.backends import Backend
 from tidegate.testing.process import run_tidegate
+from tidegate.testing.wait import until
 
 
 @pytest.fixture
@@ -99,13 +100,6 @@ class Client:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def until(cond: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def load(gateway: tuple[str, int], worker: int, n: int) -> tuple[int, int, int]:

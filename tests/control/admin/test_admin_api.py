@@ -12,6 +12,7 @@ from openapi_spec_validator import validate as validate_spec
 
 from tidegate.balancing.state import State
 from tidegate.control.admin.openapi import openapi_document
+from tidegate.testing.wait import until_async
 
 POOLS = {
     "pools": [
@@ -142,7 +143,7 @@ async def test_add_with_meta_then_remove(running) -> None:
     await asyncio.sleep(0.2)  # a few removal polls pass; it stays while work is in flight
     assert web.get("127.0.0.1:9001") is a
     a.counters.active = 0
-    await _until(lambda: web.get("127.0.0.1:9001") is None)
+    await until_async(lambda: web.get("127.0.0.1:9001") is None)
 
 
 async def test_remove_after_grace_and_enable_cancels_removal(running) -> None:
@@ -152,7 +153,7 @@ async def test_remove_after_grace_and_enable_cancels_removal(running) -> None:
     a.counters.active = b.counters.active = 1
     r = await run.client.delete("/api/pools/web/instances/127.0.0.1:9002?grace=0.2")
     assert r.status_code == 202
-    await _until(lambda: web.get("127.0.0.1:9002") is None)  # grace over with work in flight
+    await until_async(lambda: web.get("127.0.0.1:9002") is None)  # grace over with work in flight
     r = await run.client.delete("/api/pools/web/instances/127.0.0.1:9001?grace=0.3")
     assert r.status_code == 202
     r = await run.client.post("/api/pools/web/instances/127.0.0.1:9001/enable")
@@ -286,14 +287,6 @@ async def test_dashboard_is_one_self_contained_page(running) -> None:
         assert external not in html
     for column in ("state", "weight", "conns", "IOPS", "in", "out", "failures"):
         assert f"<th>{column}</th>" in html
-
-
-async def _until(cond, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 def test_the_admin_listener_binds_loopback_by_default() -> None:

@@ -1,10 +1,11 @@
+"""The ASGI app the instance and rollout tests run under `tidegate serve`, written to disk so a
+test can change "the code installed" between restarts."""
+
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from tidegate.testing.process import child_env
 
@@ -49,10 +50,9 @@ async def app(scope, receive, send):
 """
 
 
-@pytest.fixture
-def write_app(tmp_path: Path) -> Callable[..., dict[str, str]]:
-    """write_app(version="1", healthy=True) writes tgapp.py (the code "on disk"); returns the env
-    under which children import it."""
+def app_writer(tmp_path: Path) -> Callable[..., dict[str, str]]:
+    """write(version="1", healthy=True) writes tgapp.py (the code "on disk") under tmp_path and
+    returns the env under which children import it (the tests' `write_app` fixture)."""
     appdir = tmp_path / "app"
     appdir.mkdir()
 
