@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from tidegate.balancing import Pool
 
-# Every name interface.md lists, then the IPVS names the LVS layer asks for.
+# Every name docs/configuration.md lists, then the IPVS names the LVS layer asks for.
 INTERFACE_SCHEDULERS = (
     "round-robin",
     "weighted-round-robin",

@@ -1,4 +1,4 @@
-"""Each fault of architecture.md's retry table, through a real gateway: which methods succeed via a
+"""Each fault of docs/architecture.md's retry table, through a real gateway: which methods succeed via a
 retry and which get 502/504 (or the cut / passed-through answer the table implies).
 
 Every pool is [fault, echo] (drain: several of each) under round-robin, with passive ejection

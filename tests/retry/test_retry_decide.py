@@ -1,4 +1,4 @@
-"""decide() against architecture.md's retry table, row by row and by property."""
+"""decide() against docs/architecture.md's retry table, row by row and by property."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ TABLE: dict[Failure, tuple[bool, int | None]] = {
     Failure.CONNECT_FAILED: (True, 502),
     Failure.CONNECT_TIMEOUT: (True, 504),
     Failure.DRAIN_SIGNAL: (True, 503),
-    Failure.REUSED_CLOSED: (False, 502),  # departs from architecture.md: see retry.py
+    Failure.REUSED_CLOSED: (False, 502),  # idempotent only: see retry.py
     Failure.LOST_AFTER_SEND: (False, 502),
     Failure.RESPONSE_TIMEOUT: (False, 504),
     Failure.STATUS: (False, None),  # None: the upstream response is passed through

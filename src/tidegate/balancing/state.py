@@ -1,4 +1,4 @@
-"""Instance states, one machine for every layer (architecture.md, "Instance states").
+"""Instance states, one machine for every layer (docs/architecture.md, "Instance states").
 
 Theory of operation: only `up` and `slow-start` instances receive new work. `draining` takes no
 new work while in-flight work finishes. `down` is set by health checks or outlier ejection;

@@ -1,4 +1,4 @@
-"""The typed model of the config file (interface.md). Every section rejects unknown keys.
+"""The typed model of the config file (docs/configuration.md). Every section rejects unknown keys.
 
 The models are plain data: the layers that run read them, none of them does I/O. Sizes are bytes
 (int) and durations seconds (float) once validated, whatever unit the user wrote.
@@ -322,7 +322,7 @@ def etcd_prefix(value: str) -> str:
 
 class RegistryConfig(_Section):
     """Where the instance registry and the operator's state live: this file only ("file"), or an
-    etcd cluster shared by several tidegate processes ("etcd", README "The etcd registry")."""
+    etcd cluster shared by several tidegate processes ("etcd", docs/architecture.md, "Several processes")."""
 
     type: Literal["file", "etcd"] = "file"
     endpoints: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:2379"])

@@ -1,7 +1,7 @@
 """Whether a failed attempt is tried again, and what the client gets when it is not (pure, no I/O).
 
 Theory of operation. The gateway makes an attempt on an instance; when it fails it names what
-happened (`Failure`) and asks `decide`. The rules are architecture.md's retry table:
+happened (`Failure`) and asks `decide`. The rules are the retry table of docs/architecture.md:
 
 | what happened (`Failure`)                                | retried?                        | giving up → client gets |
 | -------------------------------------------------------- | ------------------------------- | ----------------------- |
@@ -16,7 +16,7 @@ happened (`Failure`) and asks `decide`. The rules are architecture.md's retry ta
 
 - Any-method rows are those where the request provably never reached the application: no
   connection, or the instance's promise (the drain signal).
-- REUSED_CLOSED departs from architecture.md, which retries it for any method. A reused
+- REUSED_CLOSED is the one row that differs from retrying every method (docs/architecture.md says why). A reused
   keep-alive connection that closes before any response byte is *usually* the idle-close race
   (the instance closed it as we sent), but an instance that dies while running the request looks
   exactly the same from here, and the end-to-end kill test saw POSTs executed twice that way.

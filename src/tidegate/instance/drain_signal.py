@@ -1,4 +1,4 @@
-"""The drain signal (interface.md): 503, `Tidegate-Draining: 1`, `Connection: close`.
+"""The drain signal (docs/architecture.md, "The drain signal"): 503, `Tidegate-Draining: 1`, `Connection: close`.
 
 It is a promise that the request was not processed, so the gateway may retry it elsewhere
 whatever its method. Before answering we read the request body (up to a bound): closing a socket

@@ -1,7 +1,7 @@
 """ARP for IPv4 over Ethernet (RFC 826): what the director reads and what it sends.
 
 The director answers ARP for the VIP from its own process instead of configuring the VIP in its
-kernel, which would otherwise answer the clients' SYNs itself (lvs-notes.md, "Traps"). It also
+kernel, which would otherwise answer the clients' SYNs itself (docs/architecture.md, "The network layer"). It also
 resolves its real servers' MAC addresses by asking, and learns from every ARP frame it sees.
 """
 

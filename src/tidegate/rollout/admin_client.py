@@ -1,4 +1,4 @@
-"""A small async client of the admin API (interface.md), for the rollout and `tidegate serve`.
+"""A small async client of the admin API (docs/operations.md, "The admin API"), for the rollout and `tidegate serve`.
 
 Every call raises AdminError with the API's own message on a 4xx/5xx answer, and on a transport
 failure with what failed, so the caller can say why it stopped.

@@ -1,6 +1,6 @@
 """What the rollout and the supervisor read from `GET /api/pools`, as typed values (no I/O).
 
-The admin API answers pools with their instances (interface.md). Only the fields a rollout needs
+The admin API answers pools with their instances (docs/operations.md, "The admin API"). Only the fields a rollout needs
 are taken: address, state, weight, connections (requests in service), meta (where its
 supervisor is), and per pool the health-check settings and the facts other layers add under their
 own name ("dns": {"max_ttl": …}, "lvs": {…}). Unknown fields are ignored, so the admin API may grow.

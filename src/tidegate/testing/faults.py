@@ -3,7 +3,7 @@
 Each `FaultInstance` listens on 127.0.0.1 (port 0 by default) and behaves as its `Mode` says;
 a thread accepts and one thread per connection serves it, so a test drives a gateway with plain
 blocking clients and asserts on what every instance saw (`seen`, one `Seen` per request that
-arrived, answered or not). The faults are the ones architecture.md's retry table tells apart:
+arrived, answered or not). The faults are the ones docs/architecture.md's retry table tells apart:
 
 | mode / how                   | what the gateway sees                                          |
 | ---------------------------- | -------------------------------------------------------------- |

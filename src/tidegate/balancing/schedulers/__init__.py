@@ -1,4 +1,4 @@
-"""Every scheduler named in interface.md, and the IPVS names the LVS layer asks for; importing
+"""Every scheduler docs/configuration.md names, and the IPVS names the LVS layer asks for; importing
 this package registers them all."""
 
 from tidegate.balancing.schedulers import (  # noqa: F401

@@ -201,7 +201,7 @@ class AdminService:
     # --- what the API changes ----------------------------------------------------------------
     # With the etcd registry ([registry] type = "etcd") a change is written there first and
     # applied here once etcd took it (the other processes apply it from their watch); if etcd
-    # does not take it the call answers 503 and nothing changed (README, "The etcd registry").
+    # does not take it the call answers 503 and nothing changed (docs/operations.md, "Several processes").
     @property
     def shared(self) -> EtcdRegistry | None:
         return self.runtime.shared
