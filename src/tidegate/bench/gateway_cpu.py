@@ -19,7 +19,6 @@ import cProfile
 import pstats
 import sys
 import time
-import types
 from typing import Any
 
 from tidegate.balancing.instance import Instance
@@ -29,6 +28,7 @@ from tidegate.health.outlier import OutlierDetector
 from tidegate.http.client import ClientConnection
 from tidegate.http.service import HttpService
 from tidegate.http.upstream import UpstreamConnection
+from tidegate.service import StandaloneHost
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
 RESPONSE = (
@@ -96,7 +96,7 @@ async def measure(requests: int, connections: int) -> float:
     """CPU seconds per proxied request (process time, so other tenants of the machine do not count)."""
     loop = asyncio.get_running_loop()
     cfg = _config()
-    runtime = types.SimpleNamespace(pools=build_pools(cfg), extra={})
+    runtime = StandaloneHost(cfg, build_pools(cfg))
     pool = runtime.pools["bench"]
     detector = OutlierDetector(OutlierConfig())
 
