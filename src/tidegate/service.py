@@ -101,11 +101,14 @@ class Figures:
 class StandaloneHost:
     """A Host for services run outside the runtime: a worker process's gateway, tests."""
 
-    def __init__(self, config: Config, pools: dict[str, Pool], first: int = 0) -> None:
+    def __init__(
+        self, config: Config, pools: dict[str, Pool], names: Mapping[str, int] | None = None
+    ) -> None:
         self.config = config
         self.pools = pools
         self.metrics = CollectorRegistry(auto_describe=True)
-        self._names = Names({"http": first})  # a worker serves its main process's listener's name
+        # A worker's service takes its main process's listener's name: names={"http": 1} → http.1.
+        self._names = Names(names)
         self._figures = Figures(self.metrics)
 
     def listener_name(self, kind: str) -> tuple[str, int]:

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from tidegate.balancing.pool import Pool
 from tidegate.balancing.state import State
-from tidegate.http import worker_wire as wire
 from tidegate.observe.counters import Counters
+from tidegate.workers import wire
 
 
 def _bump(c: Counters, active: int, done: int, latency: float) -> None:

@@ -78,7 +78,7 @@ def worker_pids(proc: Proc) -> set[int]:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except FileNotFoundError:
             continue
-        if b"tidegate.http.worker" in cmd:
+        if b"tidegate.workers.child" in cmd:
             out.add(int(pid))
     return out
 

@@ -196,6 +196,7 @@ class TcpConfig(_Section):
     drain_grace: Duration = 30.0
     proxy_protocol: Literal["off", "v1", "v2"] = "off"
     connect_tries: int = Field(default=3, ge=1, le=20)  # total attempts, each on another instance
+    workers: int = Field(default=1, ge=1, le=256)
 
     _addr = field_validator("listen")(_check_address)
 
@@ -235,6 +236,7 @@ class DnsConfig(_Section):
     nameservers: list[str] = Field(default_factory=list, validate_default=True)
     negative_ttl: int = Field(default=60, ge=0)
     records: list[DnsRecordConfig] = Field(default_factory=list)
+    workers: int = Field(default=1, ge=1, le=256)
 
     _addr = field_validator("listen")(_check_address)
 

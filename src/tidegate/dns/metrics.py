@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from tidegate.dns.service import DnsService
+    from tidegate.dns.zone import Zone
+
+
+class ZoneSource(Protocol):
+    """A DnsService, or the main process's zone for its [dns] workers (dns/worker_kind.py)."""
+
+    zone: Zone
 
 
 class DnsCollector(Collector):
@@ -17,7 +23,7 @@ class DnsCollector(Collector):
     moves the listener attaches the new one before the old one detaches)."""
 
     def __init__(self) -> None:
-        self.services: list[DnsService] = []
+        self.services: list[ZoneSource] = []
 
     def collect(self) -> Iterator[Metric]:
         if not self.services:

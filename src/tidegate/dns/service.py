@@ -26,7 +26,7 @@ from tidegate.dns.handler import handle
 from tidegate.dns.metrics import DnsCollector
 from tidegate.dns.zone import Zone
 from tidegate.listening import shown, stream_listener
-from tidegate.service import Host
+from tidegate.service import Host, Service
 
 log = logging.getLogger("tidegate.dns")
 
@@ -110,8 +110,13 @@ class _Tcp(asyncio.Protocol):
 
 
 def bind_sockets(cfg: DnsConfig) -> list[socket.socket]:
-    """UDP and TCP sockets on the section's address (OSError if they cannot bind). UDP first: with
-    port 0 it picks the port, and TCP follows; if another process holds that TCP port, retry."""
+    """UDP and TCP sockets on the section's address (OSError if they cannot bind), a pair per
+    worker. UDP first: with port 0 it picks the port, and TCP follows; if another process holds
+    that TCP port, retry."""
+    if cfg.workers > 1:
+        from tidegate.dns.worker_kind import KIND
+
+        return [s for socks in KIND.bind(cfg, cfg.workers) for s in socks]
     host, port = split_address(cfg.listen)
     family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
     for attempt in range(_BIND_TRIES):
@@ -157,7 +162,7 @@ class DnsService:
             udp_sock.close()
             tcp_sock.close()
             raise
-        print(f"tidegate: dns listening on {shown(tcp_sock)}", file=sys.stderr, flush=True)
+        print(f"tidegate: {self.name} listening on {shown(tcp_sock)}", file=sys.stderr, flush=True)
 
     async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:
         if config.dns is None:
@@ -165,14 +170,8 @@ class DnsService:
             return
         if config.dns.listen != self.cfg.listen:
             log.warning("dns: listen address changes need a restart; still on %s", self.cfg.listen)
-        old = self.zone
-        zone = Zone(config.dns, pools, self.figures)
-        zone.inherit(old)
-        if config.dns.model_dump(exclude={"listen"}) != self.cfg.model_dump(exclude={"listen"}):
-            zone.bump_serial()
-        zone.refresh()
+        self.zone = next_zone(self.zone, self.cfg, config.dns, pools)
         self.cfg = config.dns
-        self.zone = zone
 
     async def stop_listening(self) -> None:
         if self._udp is not None:
@@ -199,5 +198,22 @@ class DnsService:
         return describe_pool(self.zone, pool)
 
 
-def make_service(cfg: DnsConfig, runtime: Host, sockets: list[socket.socket] | None = None) -> DnsService:
+def next_zone(old: Zone, old_cfg: DnsConfig, cfg: DnsConfig, pools: Mapping[str, Pool]) -> Zone:
+    """The zone after a reload: the serial and answer sets carried over, the serial bumped when the
+    section changed."""
+    zone = Zone(cfg, pools, old.figures)
+    zone.inherit(old)
+    if cfg.model_dump(exclude={"listen", "workers"}) != old_cfg.model_dump(exclude={"listen", "workers"}):
+        zone.bump_serial()
+    zone.refresh()
+    return zone
+
+
+def make_service(cfg: DnsConfig, runtime: Host, sockets: list[socket.socket] | None = None) -> Service:
+    """The section's service; `sockets` from bind_sockets when bound already (by a reload)."""
+    if cfg.workers > 1:
+        from tidegate.dns.worker_kind import KIND
+        from tidegate.workers.parent import WorkersService
+
+        return WorkersService(KIND, cfg, runtime, sockets)
     return DnsService(cfg, runtime, sockets)

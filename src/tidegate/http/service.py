@@ -143,16 +143,17 @@ class HttpService:
 def bind_sockets(cfg: HttpConfig) -> list[socket.socket]:
     """The listening sockets of an [[http]] section, one per worker (OSError if they cannot bind)."""
     if cfg.workers > 1:
-        from tidegate.http.workers import listening_sockets
+        from tidegate.http.worker_kind import KIND
 
-        return listening_sockets(cfg.listen, cfg.workers)
+        return [s for socks in KIND.bind(cfg, cfg.workers) for s in socks]
     return [stream_listener(cfg.listen, 2048)]
 
 
 def make_service(http_cfg: HttpConfig, runtime: Host, sockets: list[socket.socket] | None = None) -> Any:
     """The section's service; `sockets` from bind_sockets when bound already (by a reload)."""
     if http_cfg.workers > 1:
-        from tidegate.http.workers import WorkersService
+        from tidegate.http.worker_kind import KIND
+        from tidegate.workers.parent import WorkersService
 
-        return WorkersService(http_cfg, runtime, sockets)
+        return WorkersService(KIND, http_cfg, runtime, sockets)
     return HttpService(http_cfg, runtime, sock=sockets[0] if sockets else None)

@@ -9,19 +9,35 @@ observe.prometheus: `pool` and `instance` (the address), plus `listener` (tcp, t
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from tidegate.tcp.service import TcpService
+    from tidegate.balancing.pool import Pool
+    from tidegate.tcp.figures import ListenerFigures
+
+
+class Listener(Protocol):
+    """What the collector reads of a listener: a TcpService, or the main process's sums of its
+    workers' (tcp/worker_kind.py)."""
+
+    name: str
+    figures: ListenerFigures
+
+    @property
+    def pool(self) -> Pool: ...
+
+    def now(self) -> float: ...
+
+    def open_count(self) -> int: ...
 
 
 class TcpCollector(Collector):
     def __init__(self) -> None:
-        self.services: list[TcpService] = []
+        self.services: list[Listener] = []
 
     def collect(self) -> Iterator[Metric]:
         accepted = CounterMetricFamily(
@@ -60,7 +76,7 @@ class TcpCollector(Collector):
             accepted.add_metric([svc.name], figs.accepted)
             unplaced.add_metric([svc.name], figs.unplaced)
             idle.add_metric([svc.name], figs.idle_closed)
-            open_now.add_metric([svc.name], len(svc.connections))
+            open_now.add_metric([svc.name], svc.open_count())
             now = svc.now()
             for address, f in list(figs.instances.items()):
                 labels = [svc.name, svc.pool.name, address]

@@ -24,7 +24,7 @@ from tidegate.balancing.pool import Pool, StateChange
 from tidegate.balancing.state import State
 from tidegate.config.model import Config, TcpConfig
 from tidegate.listening import shown, stream_listener
-from tidegate.service import Host
+from tidegate.service import Host, Service
 from tidegate.tcp import proxy_header
 from tidegate.tcp.figures import ListenerFigures
 from tidegate.tcp.metrics import TcpCollector
@@ -46,7 +46,11 @@ def _listener_name(tcp_cfg: TcpConfig, runtime: Host) -> tuple[str, int]:
 
 
 def bind_sockets(cfg: TcpConfig) -> list[socket.socket]:
-    """The listening socket of a [[tcp]] section (OSError if it cannot bind)."""
+    """The listening sockets of a [[tcp]] section, one per worker (OSError if they cannot bind)."""
+    if cfg.workers > 1:
+        from tidegate.tcp.worker_kind import KIND
+
+        return [s for socks in KIND.bind(cfg, cfg.workers) for s in socks]
     return [stream_listener(cfg.listen, BACKLOG)]
 
 
@@ -138,6 +142,9 @@ class TcpService:
                 await asyncio.wait_for(self._idle.wait(), 5.0)
             except TimeoutError:
                 log.error("%s: connections did not close", self.name)
+
+    def open_count(self) -> int:
+        return len(self.connections)
 
     async def wait_idle(self, timeout: float) -> None:
         """Until no connection is open (TimeoutError after `timeout` seconds)."""
@@ -247,5 +254,11 @@ class TcpService:
             conn.cut()
 
 
-def make_service(tcp_cfg: TcpConfig, runtime: Host, sockets: list[socket.socket] | None = None) -> TcpService:
+def make_service(tcp_cfg: TcpConfig, runtime: Host, sockets: list[socket.socket] | None = None) -> Service:
+    """The section's service; `sockets` from bind_sockets when bound already (by a reload)."""
+    if tcp_cfg.workers > 1:
+        from tidegate.tcp.worker_kind import KIND
+        from tidegate.workers.parent import WorkersService
+
+        return WorkersService(KIND, tcp_cfg, runtime, sockets)
     return TcpService(tcp_cfg, runtime, sockets)

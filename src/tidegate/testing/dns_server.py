@@ -17,7 +17,7 @@ from typing import Any
 from tidegate.balancing.pool import Pool
 from tidegate.config.load import parse_config
 from tidegate.control.runtime.pools import build_pools
-from tidegate.dns.service import DnsService, make_service
+from tidegate.dns.service import DnsService
 from tidegate.service import StandaloneHost
 
 
@@ -29,7 +29,7 @@ class DnsServer:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.service: DnsService = make_service(self.config.dns, self.runtime)
+        self.service = DnsService(self.config.dns, self.runtime)
         self.printed = self._capture_start()
         m = re.search(r"tidegate: dns listening on (\S+):(\d+)", self.printed)
         assert m, self.printed

@@ -1,12 +1,14 @@
-"""`workers = N` in [[http]]: N gateway processes behind one address, figures summed here.
+"""`workers = N`: N processes behind one address, figures summed here (the main process's side).
 
-Theory of operation. The main process (the runtime) binds N listening sockets on the section's
-address with SO_REUSEPORT — the kernel spreads new connections over them — and starts one worker
-process per socket (`tidegate.http.worker`), each with a socketpair to talk over. The sockets stay
-open here too, so a worker that dies is restarted on the same socket without the address ever
-refusing connections (the kernel keeps queueing them on it meanwhile). The main process serves no
-HTTP itself; it keeps the pools (health checks, admin API, reloads) and exchanges with each worker
-what worker_wire.py describes: pool snapshots out, figures and drain signals in.
+Theory of operation. The main process (the runtime) binds each worker's listening sockets on the
+section's address with SO_REUSEPORT — the kernel spreads new connections (and, for DNS, datagrams)
+over them — and starts one worker process per set (`tidegate.workers.child`), each with a
+socketpair to talk over. The sockets stay open here too, so a worker that dies is restarted on the
+same sockets without the address ever refusing (the kernel keeps queueing on them meanwhile). The
+main process serves nothing itself; it keeps the pools (health checks, admin API, reloads) and
+exchanges with each worker what wire.py describes: pool snapshots out, figures and drain signals
+in. What differs between kinds (sockets, the service in a worker, its own figures) is the kind's
+(kind.py).
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ from typing import Any
 
 from tidegate.balancing.pool import Pool
 from tidegate.balancing.state import State
-from tidegate.config.model import Config, HttpConfig, split_address
-from tidegate.http import worker_wire as wire
-from tidegate.http.section import section_after_reload
+from tidegate.config.model import Config, split_address
 from tidegate.service import Host
+from tidegate.workers import wire
+from tidegate.workers.kind import Totals, WorkerKind
 
-log = logging.getLogger("tidegate.http")
+log = logging.getLogger("tidegate.workers")
 
 # How often the pools are compared with what the workers were last sent (seconds).
 SYNC_INTERVAL = 0.05
@@ -35,21 +37,27 @@ RESTART_DELAY = 0.5
 CLOSE_TIMEOUT = 5.0  # at most this long for the workers to stop accepting (one may be dying)
 
 
-def listening_sockets(address: str, n: int) -> list[socket.socket]:
-    """n sockets listening on the same address with SO_REUSEPORT (port 0: one port for all)."""
+def listening_sockets(
+    address: str, n: int, kind: int = socket.SOCK_STREAM, backlog: int = 2048
+) -> list[socket.socket]:
+    """n sockets bound to the same address with SO_REUSEPORT (port 0: one port for all);
+    stream sockets listen, datagram sockets are only bound."""
     host, port = split_address(address)
-    family, kind, proto, _, sockaddr = socket.getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    family, stype, proto, _, sockaddr = socket.getaddrinfo(
+        host or None, port, type=kind, flags=socket.AI_PASSIVE
     )[0]
     socks: list[socket.socket] = []
     try:
         for _ in range(n):
-            s = socket.socket(family, kind, proto)
+            s = socket.socket(family, stype, proto)
             socks.append(s)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             s.bind(sockaddr)
-            s.listen(2048)
+            if stype == socket.SOCK_STREAM:
+                s.listen(backlog)
             s.setblocking(False)
             sockaddr = s.getsockname()  # the port the first one got, for the others
     except OSError:
@@ -62,15 +70,14 @@ def listening_sockets(address: str, n: int) -> list[socket.socket]:
 class _Child:
     """One worker process and what it last reported."""
 
-    def __init__(self, index: int, sock: socket.socket) -> None:
+    def __init__(self, index: int, socks: list[socket.socket]) -> None:
         self.index = index
-        self.sock = sock
+        self.socks = socks
         self.proc: asyncio.subprocess.Process | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.ready = asyncio.Event()
         self.closed = asyncio.Event()  # the worker said it no longer accepts
         self.last: dict[str, dict[str, list[float]]] = {}
-        self.idle: dict[str, int] = {}
         self.task: asyncio.Task[None] | None = None
         self.synced = -1  # the last pool snapshot the worker says it mirrors
 
@@ -80,13 +87,20 @@ class _Child:
 
 
 class WorkersService:
-    def __init__(self, cfg: HttpConfig, runtime: Host, sockets: list[socket.socket] | None = None) -> None:
+    """A section's service in the main process when it has `workers = N`."""
+
+    def __init__(
+        self, kind: WorkerKind, cfg: Any, runtime: Host, sockets: list[socket.socket] | None = None
+    ) -> None:
+        self.kind = kind
         self.cfg = cfg
-        self.sockets = sockets  # one per worker, bound already (by a reload), else start() binds
+        # One set per worker, flattened (as Service bind_sockets returns them); else start() binds.
+        self.sockets = sockets
         self.runtime = runtime
-        self.name, self.index = runtime.listener_name("http")
+        self.name, self.index = runtime.listener_name(kind.name)
         self.pools: Mapping[str, Pool] = runtime.pools
         self.children: list[_Child] = []
+        self.totals: Totals = kind.totals(runtime, self.name, self)
         self.stopping = False
         self.address = ""
         self._versions: dict[str, int] = {}
@@ -95,11 +109,13 @@ class WorkersService:
 
     # --- Service ------------------------------------------------------------------------------
     async def start(self) -> None:
-        socks, self.sockets = self.sockets or listening_sockets(self.cfg.listen, self.cfg.workers), None
-        bound = socks[0].getsockname()
+        n = self.kind.workers(self.cfg)
+        flat, self.sockets = self.sockets, None
+        sets = _per_worker(flat, n) if flat else self.kind.bind(self.cfg, n)
+        bound = sets[0][-1].getsockname()
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         self.address = f"{shown}:{bound[1]}"
-        self.children = [_Child(i, s) for i, s in enumerate(socks)]
+        self.children = [_Child(i, s) for i, s in enumerate(sets)]
         self._versions = self._pool_versions()
         for child in self.children:
             child.task = asyncio.get_running_loop().create_task(self._supervise(child))
@@ -115,13 +131,14 @@ class WorkersService:
         self._sync = asyncio.get_running_loop().create_task(self._sync_pools())
 
     async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:
-        cfg = section_after_reload(config, self.cfg, self.index, self.name)
-        if cfg.workers != self.cfg.workers:
+        cfg = self.kind.after_reload(config, self.cfg, self.index, self.name)
+        if self.kind.workers(cfg) != self.kind.workers(self.cfg):
             log.warning(
                 "%s: a new number of workers needs a restart; keeping %d", self.name, len(self.children)
             )
         self.cfg = cfg
         self.pools = pools
+        self.totals.reload(config, pools)
         self._versions = self._pool_versions()
         self.seq += 1
         msg = {
@@ -147,7 +164,8 @@ class WorkersService:
                 for child in asking:
                     await child.closed.wait()
         for child in self.children:
-            child.sock.close()
+            for sock in child.socks:
+                sock.close()
 
     async def stop(self, grace: float) -> None:
         await self.stop_listening()
@@ -163,14 +181,17 @@ class WorkersService:
                 child.proc.kill()
             if child.task is not None:
                 child.task.cancel()
-            child.sock.close()
+            for sock in child.socks:
+                sock.close()
+        self.totals.close()
 
     def describe_pool(self, pool: str) -> dict[str, object] | None:
-        if pool != self.cfg.pool and all(r.pool != pool for r in self.cfg.routes):
+        described = self.totals.describe_pool(pool)
+        if described is None:
             return None
         return {
+            **described,
             "listen": self.address,
-            "idle_upstream_connections": sum(c.idle.get(pool, 0) for c in self.children),
             # Every worker mirrors the pools as they are now (operator changes have reached them).
             "workers_in_sync": self._pool_versions() == self._versions
             and all(c.synced == self.seq for c in self.children),
@@ -185,7 +206,8 @@ class WorkersService:
 
     # --- the workers ----------------------------------------------------------------------------
     def _section(self) -> dict[str, Any]:
-        return self.cfg.model_dump(mode="json")
+        doc: dict[str, Any] = self.cfg.model_dump(mode="json")
+        return doc
 
     def _pool_versions(self) -> dict[str, int]:
         return {name: p.version for name, p in self.pools.items()}
@@ -208,18 +230,21 @@ class WorkersService:
     async def _run_child(self, child: _Child) -> None:
         child.closed.clear()
         here, there = socket.socketpair()
+        fds = [s.fileno() for s in child.socks]
         try:
             child.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "tidegate.http.worker",
-                "--listen-fd",
-                str(child.sock.fileno()),
+                "tidegate.workers.child",
+                "--kind",
+                self.kind.name,
+                "--listen-fds",
+                ",".join(map(str, fds)),
                 "--control-fd",
                 str(there.fileno()),
                 "--name",
                 f"{self.name}.w{child.index}",
-                pass_fds=(child.sock.fileno(), there.fileno()),
+                pass_fds=(*fds, there.fileno()),
                 stdin=asyncio.subprocess.DEVNULL,
                 env=dict(os.environ),
             )
@@ -251,7 +276,7 @@ class WorkersService:
         kind = msg.get("type")
         if kind == "figures":
             self._add_figures(child, msg["counters"])
-            child.idle = msg.get("idle", {})
+            self.totals.add(child.index, msg.get("own", {}))
             wire.replay_results(self.pools, msg.get("passive", ()))
         elif kind == "state":
             pool = self.pools.get(msg["pool"])
@@ -286,7 +311,7 @@ class WorkersService:
                 if inst is not None:
                     inst.counters.active -= int(vec[0])
         child.last = {}
-        child.idle = {}
+        self.totals.forget(child.index)
 
     async def _sync_pools(self) -> None:
         """Push the pools to every worker whenever one of them changed (health, admin, ramps)."""
@@ -299,3 +324,9 @@ class WorkersService:
                 msg = {"type": "pools", "seq": self.seq, "pools": wire.pool_snapshot(self.pools)}
                 for child in self.children:
                     child.send(msg)
+
+
+def _per_worker(flat: list[socket.socket], n: int) -> list[list[socket.socket]]:
+    """Service.bind_sockets' flat list back into one set per worker."""
+    size = len(flat) // n
+    return [flat[i * size : (i + 1) * size] for i in range(n)]

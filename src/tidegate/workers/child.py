@@ -1,10 +1,10 @@
-"""One HTTP worker process of `workers = N`: the gateway on its own loop, pools mirrored from the
-main process (see worker_wire.py for what flows each way).
+"""One worker process of `workers = N`: the section's service on its own loop, pools mirrored from
+the main process (see wire.py for what flows each way).
 
-    python -m tidegate.http.worker --listen-fd FD --control-fd FD --name http
+    python -m tidegate.workers.child --kind http --listen-fds FD[,FD] --control-fd FD --name http.w0
 
-Started by the main process only. The listening socket is the worker's own SO_REUSEPORT socket,
-created and kept by the main process (so connections the kernel queued on it survive a worker's
+Started by the main process only. The listening sockets are the worker's own SO_REUSEPORT ones,
+created and kept by the main process (so what the kernel queued on them survives a worker's
 restart); the control socket is one end of a socketpair. The worker stops gracefully on the main
 process's `stop` message (after a `close`, which ends its accepting), and on SIGTERM or the end of
 the control stream (the main process is gone), whichever comes first. SIGINT and SIGHUP are the
@@ -23,22 +23,25 @@ import sys
 from typing import Any
 
 from tidegate.balancing.pool import Pool, StateChange
-from tidegate.config.model import Config, HttpConfig
-from tidegate.http import worker_wire as wire
-from tidegate.http.service import HttpService
 from tidegate.service import StandaloneHost
+from tidegate.workers import wire
+from tidegate.workers.kind import WorkerKind, WorkerService, load_kind
 
-log = logging.getLogger("tidegate.http")
+log = logging.getLogger("tidegate.workers")
 
 
 class Worker:
-    def __init__(self, name: str, listen: socket.socket, control: socket.socket) -> None:
+    def __init__(
+        self, kind: WorkerKind, name: str, listen: list[socket.socket], control: socket.socket
+    ) -> None:
+        self.kind = kind
         self.name = name
         self.listen = listen
         self.control = control
         self.pools: dict[str, Pool] = {}
         self.passive = wire.PassiveResults()
-        self.svc: HttpService | None = None
+        self.svc: WorkerService | None = None
+        self.section: Any = None
         self.writer: asyncio.StreamWriter | None = None
         self.syncing = False
         self.done = asyncio.Event()
@@ -85,9 +88,9 @@ class Worker:
         if first is None or first.get("type") != "start":
             return
         self._mirror(first["pools"])
-        cfg = HttpConfig.model_validate(first["section"])
-        runtime = StandaloneHost(Config(), self.pools, first=first["index"])
-        svc = self.svc = HttpService(cfg, runtime, sock=self.listen, announce=False)
+        cfg = self.section = self.kind.section(first["section"])
+        runtime = StandaloneHost(self.kind.config_of(cfg), self.pools, names={self.kind.name: first["index"]})
+        svc = self.svc = self.kind.make(cfg, runtime, self.listen)
         svc.name = self.name
         await svc.start()
         loop.add_signal_handler(signal.SIGTERM, lambda: self.done.set())
@@ -116,18 +119,17 @@ class Worker:
             kind = msg.get("type")
             if kind == "pools":
                 if self._mirror(msg["pools"]):
-                    await svc.reload(Config.model_construct(http=[svc.cfg]), self.pools)
+                    await svc.reload(self.kind.config_of(self.section), self.pools)
                 self.send({"type": "synced", "seq": msg["seq"]})
             elif kind == "reload":
                 self._mirror(msg["pools"])
-                section = HttpConfig.model_validate(msg["section"])
-                await svc.reload(Config.model_construct(http=[section]), self.pools)
+                self.section = self.kind.section(msg["section"])
+                await svc.reload(self.kind.config_of(self.section), self.pools)
                 self.send({"type": "synced", "seq": msg["seq"]})
             elif kind == "close":
                 # Stop accepting now; the main process then closes its copy of the socket, and the
                 # address refuses while what is in flight here finishes (the `stop` that follows).
-                if svc.server is not None:
-                    svc.server.close()
+                await svc.stop_listening()
                 self.send({"type": "closed"})
             elif kind == "stop":
                 await svc.stop(float(msg["grace"]))
@@ -137,16 +139,12 @@ class Worker:
 
     def _send_figures(self) -> None:
         svc = self.svc
-        idle = {}
-        if svc is not None and svc.upstreams is not None:
-            for name, pool in self.pools.items():
-                idle[name] = sum(len(svc.upstreams.idle.get(i, ())) for i in pool)
         self.send(
             {
                 "type": "figures",
                 "counters": wire.figures_of(self.pools),
                 "passive": self.passive.take(),
-                "idle": idle,
+                "own": self.kind.report(svc) if svc is not None else {},
             }
         )
 
@@ -157,10 +155,11 @@ class Worker:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tidegate.http.worker")
-    ap.add_argument("--listen-fd", type=int, required=True)
+    ap = argparse.ArgumentParser(prog="python -m tidegate.workers.child")
+    ap.add_argument("--kind", required=True)
+    ap.add_argument("--listen-fds", required=True)
     ap.add_argument("--control-fd", type=int, required=True)
-    ap.add_argument("--name", default="http")
+    ap.add_argument("--name", required=True)
     args = ap.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Reloads reach a worker from the main process (a `reload` message). A SIGHUP sent to every
@@ -169,11 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The main process logs every pool change once; its mirrors here would repeat each N times.
     logging.getLogger("tidegate.balancing").setLevel(logging.WARNING)
-    listen = socket.socket(fileno=args.listen_fd)
+    listen = [socket.socket(fileno=int(fd)) for fd in args.listen_fds.split(",")]
     control = socket.socket(fileno=args.control_fd)
     import uvloop
 
-    uvloop.run(Worker(args.name, listen, control).run())
+    uvloop.run(Worker(load_kind(args.kind), args.name, listen, control).run())
     return 0
 
 
