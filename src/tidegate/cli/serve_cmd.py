@@ -105,9 +105,12 @@ async def _serve(args: argparse.Namespace) -> int:
             print(f"tidegate serve: {exc}", file=sys.stderr, flush=True)
             return 1
         if admin is not None:
-            meta = {"supervisor": control.url}
             try:
                 for child in supervisor.children:
+                    # The version the instance announced shows in the admin API and dashboard.
+                    meta = {"supervisor": control.url}
+                    if child.version:
+                        meta["version"] = child.version
                     note = await register(admin, args.pool, child.address, args.weight, meta)
                     registered.append(child.address)
                     print(f"tidegate: {note}", file=sys.stderr, flush=True)

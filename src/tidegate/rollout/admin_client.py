@@ -29,7 +29,10 @@ class AdminClient:
         if "://" not in base_url:
             base_url = "http://" + base_url
         self.base_url = base_url.rstrip("/")
-        headers = {"authorization": f"Bearer {token}"} if token else {}
+        # Tidegate-Actor: the state changes this makes are a rollout's in the admin's event list.
+        headers = {"tidegate-actor": "rollout"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout)
 
     async def aclose(self) -> None:

@@ -24,7 +24,7 @@ POOLS = {
     ]
 }
 
-VOLATILE = ("iops",)
+VOLATILE = ("iops", "in_state_s")
 
 
 def validator(name: str) -> OAS31Validator:

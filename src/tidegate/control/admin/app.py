@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tidegate.control.admin import operations as ops
 from tidegate.control.admin.bodies import NewInstance, Weight, parse_body
-from tidegate.control.admin.dashboard import DASHBOARD_HTML
+from tidegate.control.admin.dashboard import DASHBOARD_HTML, static_file
 from tidegate.control.admin.openapi import openapi_document
 from tidegate.control.admin.operations import ApiError
 from tidegate.control.admin.routes import NoRoute, WrongMethod, resolve
@@ -46,6 +46,7 @@ class Call(NamedTuple):
     params: dict[str, str]
     query: dict[str, list[str]]
     body: bytes
+    actor: str | None = None  # the Tidegate-Actor header (operations.actor_of)
 
 
 class Response:
@@ -85,13 +86,10 @@ class AdminApp:
                 allow = ", ".join(exc.allowed) + (", HEAD" if "GET" in exc.allowed else "")
                 extra = ((b"allow", allow.encode()),)
             resp = error_response(exc.status, exc.message, extra)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": resp.status,
-                "headers": [*resp.headers, (b"cache-control", b"no-store")],
-            }
-        )
+        headers = list(resp.headers)
+        if not any(name == b"cache-control" for name, _ in headers):
+            headers.append((b"cache-control", b"no-store"))
+        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         await send({"type": "http.response.body", "body": resp.body})
 
     # --- routing ------------------------------------------------------------------------------
@@ -113,11 +111,32 @@ class AdminApp:
         body = await _read_body(receive)
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         handler: Callable[[Call], Awaitable[Response]] = getattr(self, route.handler)
-        return await handler(Call(params, query, body))
+        actor = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"tidegate-actor"), None)
+        return await handler(Call(params, query, body, actor))
 
     # --- one method per route (routes.py) --------------------------------------------------------
     async def dashboard(self, call: Call) -> Response:
         return Response(200, DASHBOARD_HTML.encode(), "text/html; charset=utf-8")
+
+    async def static(self, call: Call) -> Response:
+        found = static_file(call.params["name"])
+        if found is None:
+            raise ApiError(404, f"no such file: {call.params['name']}")
+        body, content_type = found
+        # The page asks for these with ?v=STATIC_VERSION, so a day's caching outlives no update.
+        return Response(200, body, content_type, ((b"cache-control", b"public, max-age=86400"),))
+
+    async def history(self, call: Call) -> Response:
+        since = _number(call.query, "since")
+        return json_response(self.svc.history_json(since))
+
+    async def events(self, call: Call) -> Response:
+        limit = _number(call.query, "limit")
+        if limit is not None and (limit != int(limit) or not 1 <= limit <= 1000):
+            raise ApiError(400, "limit must be an integer from 1 to 1000")
+        pool = call.query.get("pool", [None])[-1]
+        address = call.query.get("instance", [None])[-1]
+        return json_response(self.svc.events_json(pool, address, int(limit or 100)))
 
     async def openapi(self, call: Call) -> Response:
         return json_response(openapi_document())
@@ -166,7 +185,7 @@ class AdminApp:
 
     async def _change_state(self, call: Call, action: str) -> Response:
         pool, inst = self._instance(call)
-        await self.svc.change_state(pool, inst, action)
+        await self.svc.change_state(pool, inst, action, ops.actor_of(call.actor))
         return json_response(self.svc.instance_json(pool, inst))
 
     def _pool(self, call: Call) -> Pool:
@@ -210,6 +229,19 @@ async def _read_body(receive: Receive) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+def _number(query: dict[str, list[str]], name: str) -> float | None:
+    values = query.get(name)
+    if not values:
+        return None
+    try:
+        value = float(values[-1])
+    except ValueError:
+        raise ApiError(400, f"{name} must be a number, not {values[-1]!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ApiError(400, f"{name} must be a finite number")
+    return value
 
 
 def _grace(query: dict[str, list[str]], default: float) -> float:

@@ -3,6 +3,29 @@ second and shows, per instance, state, weight, connections, IOPS, bytes in/out a
 with drain / enable / maint buttons. When the admin API wants a token, the page asks for it once
 and keeps it in the tab's sessionStorage."""
 
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+# The vendored files (static/README.md says where they come from) and their content types.
+STATIC_FILES = {
+    "uPlot.iife.min.js": "text/javascript; charset=utf-8",
+    "uPlot.min.css": "text/css; charset=utf-8",
+    "uPlot.LICENSE": "text/plain; charset=utf-8",
+}
+STATIC_VERSION = "1.6.32"  # uPlot's; in the page's URLs so that caches take a new one
+
+
+@cache
+def static_file(name: str) -> tuple[bytes, str] | None:
+    """A vendored file's bytes and content type; None for a name that is not one of them."""
+    content_type = STATIC_FILES.get(name)
+    if content_type is None:
+        return None
+    return resources.files("tidegate.control.admin").joinpath("static", name).read_bytes(), content_type
+
+
 DASHBOARD_HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

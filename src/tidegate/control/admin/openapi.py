@@ -92,6 +92,15 @@ SCHEMAS: dict[str, Any] = {
                 "description": "api: registered through this API or the etcd registry (kept across reloads)",
             },
             "removed": {"type": "boolean", "description": "only in DELETE answers"},
+            "version": {
+                "type": ["string", "null"],
+                "description": "meta.version, which `tidegate serve` registers when the instance tells it",
+            },
+            "in_state_s": {
+                "type": ["number", "null"],
+                "minimum": 0,
+                "description": "seconds since it entered its state (or since this process first saw it)",
+            },
         },
         "additionalProperties": {
             "type": "object",
@@ -122,6 +131,76 @@ SCHEMAS: dict[str, Any] = {
             "description": "facts of a layer about the pool, under its name (health, dns, lvs, …)",
         },
     },
+    "Series": {
+        "type": "object",
+        "description": "one list per metric, aligned with times; null where there is no point",
+        "additionalProperties": {"type": "array", "items": {"type": ["number", "null"]}},
+    },
+    "History": {
+        "type": "object",
+        "required": ["interval", "metrics", "times", "pools"],
+        "properties": {
+            "interval": {"type": "number", "description": "seconds between points"},
+            "metrics": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "requests_per_s, failures_per_s, retries_per_s, bytes_in_per_s, "
+                "bytes_out_per_s (rates over the time since the previous point), connections (at "
+                "the point), p50_ms, p99_ms (of the answers in between, from the latency buckets)",
+            },
+            "times": {"type": "array", "items": {"type": "number"}, "description": "seconds since the epoch"},
+            "pools": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["pool", "instances"],
+                    "properties": {
+                        "pool": _ref("Series"),
+                        "instances": {"type": "object", "additionalProperties": _ref("Series")},
+                    },
+                },
+            },
+        },
+        "additionalProperties": False,
+    },
+    "Event": {
+        "type": "object",
+        "required": ["time", "pool", "address", "old", "new", "cause", "kind"],
+        "properties": {
+            "time": {"type": "number", "description": "seconds since the epoch"},
+            "pool": {"type": "string"},
+            "address": {"type": "string"},
+            "old": {"enum": [*_STATES, None], "description": "null: it joined the pool"},
+            "new": {"enum": [*_STATES, None], "description": "null: it left the pool"},
+            "cause": {"type": "string"},
+            "kind": {
+                "type": "string",
+                "enum": [
+                    "operator",
+                    "rollout",
+                    "health",
+                    "outlier",
+                    "instance",
+                    "slow-start",
+                    "pool",
+                    "other",
+                ],
+            },
+        },
+        "additionalProperties": False,
+    },
+    "Events": {
+        "type": "object",
+        "required": ["events", "recorded"],
+        "properties": {
+            "events": {"type": "array", "items": _ref("Event")},
+            "recorded": {
+                **_COUNT,
+                "description": "events recorded since start (the log keeps the last 1000)",
+            },
+        },
+        "additionalProperties": False,
+    },
     "Pools": {
         "type": "object",
         "required": ["pools"],
@@ -143,7 +222,14 @@ _ERROR_RESPONSES = {
     ),
 }
 
-_PATH_PARAMETERS: dict[str, dict[str, Any]] = {"pool": _POOL, "address": _ADDRESS}
+_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "description": "a file name, e.g. uPlot.iife.min.js",
+    "schema": {"type": "string"},
+}
+_PATH_PARAMETERS: dict[str, dict[str, Any]] = {"pool": _POOL, "address": _ADDRESS, "name": _NAME}
 
 
 def _reply(reply: Reply) -> dict[str, Any]:

@@ -12,6 +12,7 @@ instance healthy.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,8 @@ from tidegate.balancing.transitions import Event
 if TYPE_CHECKING:
     from tidegate.control.admin.bodies import NewInstance
 
-MAX_WEIGHT = 1_000_000  # the config file's bound too
+MAX_WEIGHT = 1_000_000
+ACTOR = re.compile(r"[a-z][a-z0-9-]{0,31}")  # the config file's bound too
 
 
 class ApiError(Exception):
@@ -59,9 +61,17 @@ def drain(pool: Pool, inst: Instance, why: str = "drain") -> None:
     pool.apply(inst, Event.OPERATOR_DRAIN, f"{OPERATOR}: {why}")
 
 
-def maint(pool: Pool, inst: Instance) -> None:
-    pool.apply(inst, Event.OPERATOR_MAINT, f"{OPERATOR}: maint")
+def maint(pool: Pool, inst: Instance, why: str = "maint") -> None:
+    pool.apply(inst, Event.OPERATOR_MAINT, f"{OPERATOR}: {why}")
 
 
-def enable(pool: Pool, inst: Instance) -> None:
-    pool.apply(inst, Event.OPERATOR_ENABLE, f"{OPERATOR}: enable")
+def enable(pool: Pool, inst: Instance, why: str = "enable") -> None:
+    pool.apply(inst, Event.OPERATOR_ENABLE, f"{OPERATOR}: {why}")
+
+
+def actor_of(value: str | None) -> str | None:
+    """Who calls, from the Tidegate-Actor header (e.g. "rollout"), for the state change's cause
+    and so the dashboard's event list; anything but a short lowercase word is ignored."""
+    if value is None or not ACTOR.fullmatch(value):
+        return None
+    return value

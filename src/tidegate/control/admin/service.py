@@ -21,21 +21,25 @@ import ipaddress
 import logging
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from tidegate.balancing.instance import Instance
-from tidegate.balancing.pool import Pool
+from tidegate.balancing.pool import Pool, StateChange
 from tidegate.balancing.state import State
 from tidegate.config.model import AdminConfig, Config, split_address
 from tidegate.control.admin import operations as ops
 from tidegate.control.admin.app import AdminApp
+from tidegate.control.admin.events import EventLog, event_json
 from tidegate.control.admin.operations import ApiError
 from tidegate.control.admin.views import instance_json, pool_json
 from tidegate.control.registry.layout import Hold
 from tidegate.control.registry.service import RegistryUnavailable
+from tidegate.observe.counters import Counters
+from tidegate.observe.history import History
 from tidegate.observe.iops import IopsMeter
 from tidegate.observe.prometheus import InstanceCollector, InstanceView
 
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tidegate.admin")
 
 SAMPLE_EVERY = 0.5  # seconds between IOPS samples
+HISTORY_EVERY = 1.0  # seconds between points of the dashboard's charts (observe/history.py)
 REMOVAL_POLL = 0.05  # seconds between looks at a removed instance's in-flight count
 
 
@@ -75,6 +80,12 @@ class AdminService:
         self._server: _Server | None = None
         self._serving: asyncio.Task[None] | None = None
         self._sampler: asyncio.Task[None] | None = None
+        self._historian: asyncio.Task[None] | None = None
+        self.history = History()
+        self.events = EventLog()
+        self._members: dict[tuple[str, str], str] = {}  # (pool, address) → state, at the last look
+        self._looked = False
+        self._subscribed: set[int] = set()
         self.address: tuple[str, int] | None = None
 
     # --- Service --------------------------------------------------------------------------
@@ -103,8 +114,11 @@ class AdminService:
         shown = f"[{host}]" if ":" in host else host
         print(f"tidegate: admin listening on {shown}:{port}", file=sys.stderr, flush=True)
         self._sampler = asyncio.create_task(self._sample_loop(), name="admin-iops")
+        self._follow(self.pools)
+        self._historian = asyncio.create_task(self._history_loop(), name="admin-history")
 
     async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:
+        self._follow(pools)
         if config.admin is not None:
             if config.admin.listen != self.cfg.listen:
                 log.warning("admin.listen changes only on restart; still on %s", self.cfg.listen)
@@ -120,7 +134,7 @@ class AdminService:
             self.registry.unregister(self._collector)
 
     async def stop(self, grace: float) -> None:
-        for task in [*self._removals.values(), self._sampler]:
+        for task in [*self._removals.values(), self._sampler, self._historian]:
             if task is not None:
                 task.cancel()
         if self._server is not None and self._serving is not None:
@@ -147,6 +161,54 @@ class AdminService:
         while True:
             self._sample()
             await asyncio.sleep(SAMPLE_EVERY)
+
+    # --- the dashboard's history and events ---------------------------------------------------
+    def _follow(self, pools: Mapping[str, Pool]) -> None:
+        """Hear the state changes of every pool (a pool's listeners run only on a change)."""
+        for pool in pools.values():
+            if id(pool) not in self._subscribed:
+                self._subscribed.add(id(pool))
+                pool.subscribe(self._on_change)
+
+    def _on_change(self, change: StateChange) -> None:
+        key = (change.pool, change.address)
+        self.events.record(time.time(), *key, change.old.value, change.new.value, change.cause)
+        if key in self._members:  # (a newcomer is for the next look to announce)
+            self._members[key] = change.new.value
+
+    async def _history_loop(self) -> None:
+        while True:
+            self._look()
+            await asyncio.sleep(HISTORY_EVERY)
+
+    def _look(self) -> None:
+        """One point of history, and who joined or left a pool since the last look."""
+        now = time.time()
+        counters: dict[tuple[str, str], Counters] = {}
+        states: dict[tuple[str, str], str] = {}
+        for name, pool in list(self.pools.items()):
+            for inst in pool:
+                counters[(name, inst.address)] = inst.counters
+                states[(name, inst.address)] = inst.state.value
+        self.history.sample(now, counters)
+        for key, state in states.items():
+            if key not in self._members:
+                if self._looked:
+                    self.events.record(now, *key, None, state, "added")
+                else:
+                    self.events.seen(now, *key)  # there from the start
+        for key, state in self._members.items():
+            if key not in states:
+                self.events.record(now, *key, state, None, "removed")
+        self._members = states
+        self._looked = True
+
+    def history_json(self, since: float | None) -> dict[str, Any]:
+        return {"interval": HISTORY_EVERY, **self.history.since(since)}
+
+    def events_json(self, pool: str | None, address: str | None, limit: int) -> dict[str, Any]:
+        events = self.events.recent(pool, address, limit)
+        return {"events": [event_json(e) for e in events], "recorded": self.events.recorded}
 
     def _views(self) -> Iterator[InstanceView]:
         for name, pool in list(self.pools.items()):
@@ -186,12 +248,18 @@ class AdminService:
         return self._pool_json(pool)
 
     def _pool_json(self, pool: Pool) -> dict[str, Any]:
-        return pool_json(pool, self.iops, self.registered.get(pool.name, ()), self._describe(pool.name))
+        in_state = {i.address: self._in_state(pool, i) for i in pool}
+        registered = self.registered.get(pool.name, ())
+        return pool_json(pool, self.iops, registered, self._describe(pool.name), in_state)
+
+    def _in_state(self, pool: Pool, inst: Instance) -> float | None:
+        since = self.events.since(pool.name, inst.address)
+        return None if since is None else round(max(0.0, time.time() - since), 3)
 
     def instance_json(self, pool: Pool, inst: Instance) -> dict[str, Any]:
         self._sample()
         origin = "api" if inst.address in self.registered.get(pool.name, ()) else "config"
-        doc = instance_json(inst, self.iops, origin)
+        doc = instance_json(inst, self.iops, origin, self._in_state(pool, inst))
         for service, facts in self._describe(pool.name).items():
             per_instance = facts.get("instances")
             if isinstance(per_instance, Mapping) and inst.address in per_instance:
@@ -219,24 +287,25 @@ class AdminService:
         log.info("pool %s instance %s: added by operator (weight %d)", pool.name, inst.address, inst.weight)
         return inst
 
-    async def change_state(self, pool: Pool, inst: Instance, action: str) -> None:
+    async def change_state(self, pool: Pool, inst: Instance, action: str, actor: str | None = None) -> None:
+        why = f"{action} ({actor})" if actor else action
         shared = self.shared
         if shared is not None:
             hold: Hold | None = "drain" if action == "drain" else "maint" if action == "maint" else None
             await _shared(shared.hold(pool.name, inst.address, hold))
         if action == "drain":
             if shared is None:
-                ops.drain(pool, inst)
+                ops.drain(pool, inst, why)
         elif action == "maint":
             if shared is None:
-                ops.maint(pool, inst)
+                ops.maint(pool, inst, why)
         else:
             pending = self._removals.pop((pool.name, inst.address), None)
             if pending is not None:
                 pending.cancel()  # enable undoes a pending removal
                 log.info("pool %s instance %s: removal cancelled by enable", pool.name, inst.address)
             if shared is None:
-                ops.enable(pool, inst)
+                ops.enable(pool, inst, why)
 
     async def set_weight(self, pool: Pool, inst: Instance, weight: int) -> None:
         shared = self.shared

@@ -18,7 +18,9 @@ from tidegate.observe.iops import IopsMeter
 FIGURES = ("connections", "iops", "requests", "bytes_in", "bytes_out", "failures", "retries")
 
 
-def instance_json(inst: Instance, iops: IopsMeter, origin: str) -> dict[str, Any]:
+def instance_json(
+    inst: Instance, iops: IopsMeter, origin: str, in_state_s: float | None = None
+) -> dict[str, Any]:
     c = inst.counters
     return {
         "address": inst.address,
@@ -36,6 +38,8 @@ def instance_json(inst: Instance, iops: IopsMeter, origin: str) -> dict[str, Any
         "latency": {"count": sum(c.latency_counts), "sum_seconds": round(c.latency_sum, 6)},
         "meta": dict(inst.meta),
         "origin": origin,
+        "version": inst.meta.get("version"),
+        "in_state_s": in_state_s,
     }
 
 
@@ -44,9 +48,14 @@ def pool_json(
     iops: IopsMeter,
     registered: Iterable[str],
     described: Mapping[str, Mapping[str, Any]],
+    in_state: Mapping[str, float | None] | None = None,
 ) -> dict[str, Any]:
     api_added = set(registered)
-    instances = [instance_json(i, iops, "api" if i.address in api_added else "config") for i in pool]
+    in_state = in_state or {}
+    instances = [
+        instance_json(i, iops, "api" if i.address in api_added else "config", in_state.get(i.address))
+        for i in pool
+    ]
     totals: dict[str, float] = {k: 0 for k in FIGURES}
     for inst in instances:
         for k in FIGURES:
