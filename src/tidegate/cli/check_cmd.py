@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from tidegate.config import ConfigError, load_config
+from tidegate.control.runtime.process import FILE_CHECKS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        cfg = load_config(args.config)
+        cfg = load_config(args.config, FILE_CHECKS)
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable, Sequence
 from pathlib import Path as FsPath
 
 from pydantic import ValidationError
@@ -96,10 +97,26 @@ def parse_config(text: str, filename: str = "<config>") -> Config:
     return cfg
 
 
-def load_config(path: str | FsPath) -> Config:
+# A check of the files a valid config names (certificates, …): the key path of each problem and
+# what is wrong. Layers above config supply them (http/tls.py), so this layer reads no certificate.
+FileCheck = Callable[[Config], list[tuple[Path, str]]]
+
+
+def load_config(path: str | FsPath, checks: Sequence[FileCheck] = ()) -> Config:
+    """The config in `path`, validated, and then checked by `checks`; ConfigError naming file,
+    line and key for every problem."""
     p = FsPath(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([(str(p), None, "", f"cannot read: {exc.strerror}")]) from None
-    return parse_config(text, str(p))
+    cfg = parse_config(text, str(p))
+    problems = [(loc, msg) for check in checks for loc, msg in check(cfg)]
+    if problems:
+        raise ConfigError(
+            sorted(
+                ((str(p), line_of(text, loc), key_path(loc), m) for loc, m in problems),
+                key=lambda x: x[1] or 0,
+            )
+        )
+    return cfg

@@ -170,12 +170,35 @@ class RetryConfig(_Section):
         return v
 
 
+class CertificateConfig(_Section):
+    cert: str = Field(min_length=1)  # PEM: the certificate, then its chain
+    key: str = Field(min_length=1)  # PEM: its private key
+
+
+Alpn = Literal["h2", "http/1.1"]
+
+
+def _default_alpn() -> list[Alpn]:
+    return ["h2", "http/1.1"]
+
+
+class HttpTlsConfig(_Section):
+    """TLS termination on an [[http]] listener (http/tls.py). The files are read when the process
+    starts and on every reload; `tidegate check` reads them too."""
+
+    certificates: list[CertificateConfig] = Field(min_length=1)
+    min_version: Literal["1.2", "1.3"] = "1.2"
+    alpn: list[Alpn] = Field(default_factory=_default_alpn, min_length=1)
+    handshake_timeout: Duration = 10.0
+
+
 class HttpConfig(_Section):
     listen: Address
     pool: str | None = None
     routes: list[RouteConfig] = Field(default_factory=list)
     workers: int = Field(default=1, ge=1, le=256)
     access_log: str | None = None  # a file path, "-" for stdout; None switches it off
+    tls: HttpTlsConfig | None = None
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
 

@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 LINGER_SECONDS: Final = 2.0
 
 
+_PROTO_HTTP: Final = b"X-Forwarded-Proto: http\r\n"
+_PROTO_HTTPS: Final = b"X-Forwarded-Proto: https\r\n"
+
+
 class _Reject(Exception):
     pass
 
@@ -64,12 +68,14 @@ class ClientConnection:
         "parsing",
         "peer",
         "plan",
+        "proto_line",
         "queue",
         "read_paused",
         "reject",
         "req",
         "since",
         "svc",
+        "tls_info",
         "transport",
         "tunnel",
         "tunnel_inst",
@@ -105,6 +111,8 @@ class ClientConnection:
         self.early: list[bytes] | None = None
         self.peer = b""
         self.xff_self = b""
+        self.proto_line = _PROTO_HTTP
+        self.tls_info: tuple[str, str] | None = None  # (version, cipher) on a TLS connection
 
     # --- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -112,7 +120,12 @@ class ClientConnection:
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]).encode() if isinstance(peer, tuple) else b"unix"
         self.xff_self = b"X-Forwarded-For: " + self.peer + b"\r\n"
-        self.fwd = self.xff_self + b"X-Forwarded-Proto: http\r\nX-Forwarded-Host: "
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self.proto_line = _PROTO_HTTPS
+            cipher = ssl_object.cipher()
+            self.tls_info = (ssl_object.version() or "", cipher[0] if cipher else "")
+        self.fwd = self.xff_self + self.proto_line + b"X-Forwarded-Host: "
         self.svc.conns.add(self)
         self.since = self.loop.time()
         # A new connection must send its first request within the header timeout.
@@ -400,7 +413,7 @@ class ClientConnection:
             parts.append(self.xff_self)
         else:
             parts.append(b"X-Forwarded-For: " + xff + b", " + self.peer + b"\r\n")
-        parts.append(b"X-Forwarded-Proto: http\r\n")
+        parts.append(self.proto_line)
         if req.host is not None:
             parts.append(b"X-Forwarded-Host: " + req.host + b"\r\n")
         parts.append(b"Via: " + (req.via + b", " if req.via is not None else b"") + VIA + b"\r\n")

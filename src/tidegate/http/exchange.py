@@ -540,6 +540,8 @@ class Exchange:
         }
         if self.broken:
             entry["broken"] = True
+        if client.tls_info is not None:
+            entry["tls"], entry["cipher"] = client.tls_info
         access_log = client.svc.access_log
         if access_log is not None:
             access_log.write(json.dumps(entry, separators=(",", ":")))

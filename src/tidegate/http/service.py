@@ -17,12 +17,14 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from tidegate.balancing.pool import Pool
-from tidegate.config.model import Config, HttpConfig, split_address
+from tidegate.config.model import Config, HttpConfig
 from tidegate.http.access_log import AccessLog
 from tidegate.http.attempts import RetryBudget
 from tidegate.http.client import ClientConnection
 from tidegate.http.plan import ListenerPlan
 from tidegate.http.section import section_after_reload
+from tidegate.http.tls import ListenerTls, TlsListener
+from tidegate.http.tls_metrics import TlsCollector
 from tidegate.http.upstream import Upstreams
 from tidegate.listening import stream_listener
 from tidegate.service import Host
@@ -48,26 +50,30 @@ class HttpService:
         self.access_log: AccessLog | None = AccessLog(cfg.access_log) if cfg.access_log else None
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.upstreams: Upstreams = None  # type: ignore[assignment]
-        self.server: asyncio.Server | None = None
+        self.server: asyncio.Server | TlsListener | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.address = ""
+        self.tls: ListenerTls | None = ListenerTls(cfg.tls) if cfg.tls is not None else None
+        self._tls_figures = runtime.figures("http_tls", TlsCollector)
+        self._tls_figures.listeners.append(self)
+
+    def _accept(self) -> asyncio.Protocol:
+        return cast(asyncio.Protocol, ClientConnection(self))
+
+    def _after_handshake(self, alpn: str | None) -> asyncio.Protocol:
+        """The protocol a TLS connection speaks once its handshake is done, by ALPN."""
+        return cast(asyncio.Protocol, ClientConnection(self))
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.upstreams = Upstreams(self.loop)
-        if self.sock is not None:
-            self.server = await self.loop.create_server(
-                lambda: cast(asyncio.Protocol, ClientConnection(self)), sock=self.sock
-            )
+        sock = self.sock
+        if sock is None:
+            sock = stream_listener(self.cfg.listen, 2048)
+        if self.tls is not None:
+            self.server = TlsListener(sock, self.tls, self._after_handshake)
         else:
-            host, port = split_address(self.cfg.listen)
-            self.server = await self.loop.create_server(
-                lambda: cast(asyncio.Protocol, ClientConnection(self)),
-                host,
-                port,
-                backlog=2048,
-                reuse_address=True,
-            )
+            self.server = await self.loop.create_server(self._accept, sock=sock)
         bound = self.server.sockets[0].getsockname()
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         self.address = f"{shown}:{bound[1]}"
@@ -83,6 +89,10 @@ class HttpService:
             if self.access_log is not None:
                 self.access_log.close()
             self.access_log = AccessLog(cfg.access_log) if cfg.access_log else None
+        if (cfg.tls is None) != (self.tls is None):
+            log.warning("%s: turning TLS on or off needs a restart; the listener stays as it is", self.name)
+        elif cfg.tls is not None and self.tls is not None:
+            self.tls.reload(cfg.tls)
         self.cfg = cfg
         self.upstreams.retain({inst for pool in pools.values() for inst in pool})
 
@@ -112,6 +122,8 @@ class HttpService:
             self.upstreams.close_all()
         if self.access_log is not None:
             self.access_log.close()
+        if self in self._tls_figures.listeners:
+            self._tls_figures.listeners.remove(self)
 
     async def _sweep(self) -> None:
         loop = self.loop
@@ -128,7 +140,10 @@ class HttpService:
             return None
         p = self.pools.get(pool)
         idle = sum(len(self.upstreams.idle.get(i, ())) for i in p) if p is not None and self.upstreams else 0
-        return {"listen": self.address, "idle_upstream_connections": idle}
+        doc: dict[str, object] = {"listen": self.address, "idle_upstream_connections": idle}
+        if self.tls is not None:
+            doc["tls"] = {"handshakes": self.tls.handshakes, "handshake_failures": self.tls.failed}
+        return doc
 
     def _targets(self) -> list[Any]:
         routes = self.plan.routes

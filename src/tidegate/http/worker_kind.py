@@ -4,24 +4,49 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from tidegate.config.model import Config, HttpConfig
 from tidegate.http.section import section_after_reload
 from tidegate.http.service import HttpService
+from tidegate.http.tls_metrics import TlsCollector
 from tidegate.service import Host, Service
 from tidegate.workers.parent import listening_sockets
+from tidegate.workers.sums import increases
+
+
+@dataclass
+class Handshakes:
+    handshakes: int = 0
+    failed: int = 0
 
 
 class HttpTotals:
-    """What the main process adds up of its gateway workers: their idle upstream connections."""
+    """What the main process adds up of its gateway workers: their idle upstream connections and
+    TLS handshakes (shown in /metrics as the listener's)."""
 
-    def __init__(self, service: Any) -> None:
+    def __init__(self, host: Host, name: str, service: Any) -> None:
+        self.name = name
         self.service = service
         self.idle: dict[int, dict[str, int]] = {}
+        self._tls = Handshakes()
+        self._last: dict[int, Mapping[str, Any]] = {}
+        self._collector = host.figures("http_tls", TlsCollector)
+        self._collector.listeners.append(self)
+
+    @property
+    def tls(self) -> Handshakes | None:
+        return self._tls if self.service.cfg.tls is not None else None
 
     def add(self, worker: int, report: Mapping[str, Any]) -> None:
         self.idle[worker] = dict(report.get("idle", {}))
+        counts = report.get("tls")
+        if counts:
+            inc = increases(counts, self._last.get(worker))
+            self._last[worker] = counts
+            self._tls.handshakes += int(inc.get("handshakes", 0))
+            self._tls.failed += int(inc.get("failed", 0))
 
     def reload(self, config: Config, pools: Mapping[str, Any]) -> None:
         pass  # reads the service's cfg when asked
@@ -33,10 +58,17 @@ class HttpTotals:
         cfg: HttpConfig = self.service.cfg
         if pool != cfg.pool and all(r.pool != pool for r in cfg.routes):
             return None
-        return {"idle_upstream_connections": sum(idle.get(pool, 0) for idle in self.idle.values())}
+        doc: dict[str, object] = {
+            "idle_upstream_connections": sum(idle.get(pool, 0) for idle in self.idle.values())
+        }
+        tls = self.tls
+        if tls is not None:
+            doc["tls"] = {"handshakes": tls.handshakes, "handshake_failures": tls.failed}
+        return doc
 
     def close(self) -> None:
-        pass
+        if self in self._collector.listeners:
+            self._collector.listeners.remove(self)
 
 
 class HttpKind:
@@ -67,10 +99,13 @@ class HttpKind:
         idle = {
             name: sum(len(svc.upstreams.idle.get(i, ())) for i in pool) for name, pool in svc.pools.items()
         }
-        return {"idle": idle}
+        out: dict[str, Any] = {"idle": idle}
+        if svc.tls is not None:
+            out["tls"] = {"handshakes": svc.tls.handshakes, "failed": svc.tls.failed}
+        return out
 
     def totals(self, host: Host, name: str, service: Service) -> HttpTotals:
-        return HttpTotals(service)
+        return HttpTotals(host, name, service)
 
 
 KIND = HttpKind()

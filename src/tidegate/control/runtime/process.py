@@ -23,6 +23,8 @@ from prometheus_client import CollectorRegistry
 
 from tidegate.balancing.pool import Pool
 from tidegate.config import Config, ConfigError, load_config
+from tidegate.config.load import FileCheck
+from tidegate.config.locate import Path as ConfigPath
 from tidegate.control.runtime.pools import build_pools, reload_pools
 from tidegate.control.runtime.sections import REPEATABLE, Section, plan_sections, sections_of
 from tidegate.service import C, Figures, Names, Service
@@ -31,6 +33,20 @@ if TYPE_CHECKING:
     from tidegate.control.registry.service import EtcdRegistry
 
 log = logging.getLogger("tidegate")
+
+
+# Checks of the files a config names, run with its validation at start, reload and `tidegate check`:
+# a certificate that cannot be served is a config error (file, line, key), and a reload with one
+# is refused whole.
+def _tls_files(config: Config) -> list[tuple[ConfigPath, str]]:
+    if not any(h.tls is not None for h in config.http):
+        return []  # a process without TLS never loads the TLS code
+    from tidegate.http.tls import check_files
+
+    return check_files(config)
+
+
+FILE_CHECKS: tuple[FileCheck, ...] = (_tls_files,)
 
 # section of the config → "module:factory"; a factory takes (section config, runtime) and
 # returns a Service. Imported lazily so a process only loads the layers it runs.
@@ -128,7 +144,7 @@ class Runtime:
         if self.config_path is None:
             return False
         try:
-            new = load_config(self.config_path)
+            new = load_config(self.config_path, FILE_CHECKS)
         except ConfigError as exc:
             log.error("reload refused, config unchanged:\n%s", exc.render())
             return False
@@ -237,7 +253,7 @@ class Runtime:
 
 
 def run(config_path: str, grace: float = 30.0) -> int:
-    config = load_config(config_path)
+    config = load_config(config_path, FILE_CHECKS)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     rt = Runtime(config, str(Path(config_path)), grace)
     try:
