@@ -1,11 +1,14 @@
 """dnsperf against tidegate's DNS layer and against gdnsd serving the same zone, in one run.
 
 Both answer www.example.test. with one A record out of four, chosen by weight (1, 2, 3, 4):
-tidegate with `answers = 1`, gdnsd with its `weighted` plugin (multi = false). Each server gets
-one thread for UDP (tidegate is one event loop; gdnsd `udp_threads = 1`), and dnsperf runs the
-same query file for the same time against each, on loopback.
+tidegate with `answers = 1`, gdnsd with its `weighted` plugin (multi = false). With `--workers N`
+tidegate runs `workers = N` and gdnsd `udp_threads = N` (default 1: one event loop against one
+thread); `--gdnsd-threads` sets gdnsd's alone (its default is one thread per CPU). dnsperf runs
+the same query file for the same time against each, from several sockets (so SO_REUSEPORT can
+spread them), on loopback, in alternating rounds; the table gives the medians and tidegate's
+ratio to gdnsd per round.
 
-    /work/main/.venv/bin/python bench/dns_dnsperf.py [--seconds 10] [--gdnsd-threads 1] [--cookie]
+    bench/dns [--seconds 10] [--rounds 3] [--workers 1] [--gdnsd-threads N] [--cookie]
 
 --cookie sends a DNS cookie (EDNS option 10, a client cookie, as dig does by default) in every
 query; --no-gdnsd measures tidegate alone.
@@ -17,6 +20,7 @@ import argparse
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,7 +50,7 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
-def tidegate_config() -> str:
+def tidegate_config(workers: int = 1) -> str:
     insts = ", ".join(f'{{ address = "{ip}:80", weight = {w} }}' for ip, w in INSTANCES)
     return f"""
 [[pools]]
@@ -58,6 +62,7 @@ listen = "127.0.0.1:0"
 zone = "example.test."
 nameservers = ["ns1.example.test."]
 negative_ttl = 60
+workers = {workers}
 
 [[dns.records]]
 name = "www.example.test."
@@ -95,7 +100,9 @@ plugins => {{
     return d
 
 
-def dnsperf(port: int, queries: Path, seconds: int, cookie: bool = False) -> dict[str, float]:
+def dnsperf(
+    port: int, queries: Path, seconds: int, cookie: bool = False, clients: int = 8
+) -> dict[str, float]:
     extra = ["-E", f"10:{CLIENT_COOKIE}"] if cookie else []
     out = subprocess.run(
         [
@@ -110,6 +117,8 @@ def dnsperf(port: int, queries: Path, seconds: int, cookie: bool = False) -> dic
             str(seconds),
             "-q",
             "200",
+            "-c",
+            str(clients),
             *extra,
         ],
         capture_output=True,
@@ -143,53 +152,66 @@ def check_answers(port: int) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--gdnsd-threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="tidegate workers; gdnsd udp_threads too (default 1)"
+    )
+    ap.add_argument("--gdnsd-threads", type=int, default=0, help="gdnsd udp_threads (default: --workers)")
     ap.add_argument("--cookie", action="store_true", help="a DNS cookie option in every query")
     ap.add_argument("--no-gdnsd", action="store_true", help="tidegate alone")
     args = ap.parse_args()
+    threads = args.gdnsd_threads or args.workers
     for tool in ("dnsperf", "gdnsd", "dig"):
         if shutil.which(tool) is None:
             print(f"{tool} is missing (apt-get install dnsperf gdnsd bind9-dnsutils)", file=sys.stderr)
             return 2
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, list[dict[str, float]]] = {"tidegate": [], "gdnsd": []}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         queries = base / "queries.txt"
         queries.write_text(QUERIES)
-
         cfg = base / "tidegate.toml"
-        cfg.write_text(tidegate_config())
+        cfg.write_text(tidegate_config(args.workers))
         tg = tidegate("run", str(cfg))
+        gd: Proc | None = None
         try:
             tg.wait_for("tidegate: ready")
             port = tg.address("dns")[1]
             check_answers(port)
-            results["tidegate"] = dnsperf(port, queries, args.seconds, args.cookie)
-        finally:
-            tg.stop()
-
-        if not args.no_gdnsd:
-            gport = free_port()
-            gd = Proc(["gdnsd", "-c", str(gdnsd_dir(base, gport, args.gdnsd_threads)), "start"])
-            try:
+            gport = 0
+            if not args.no_gdnsd:
+                gport = free_port()
+                gd = Proc(["gdnsd", "-c", str(gdnsd_dir(base, gport, threads)), "start"])
                 gd.wait_for("DNS listeners started")
                 check_answers(gport)
-                results["gdnsd"] = dnsperf(gport, queries, args.seconds, args.cookie)
-            finally:
+            for r in range(args.rounds):
+                for name, p in (("tidegate", port), ("gdnsd", gport)):
+                    if p == 0:
+                        continue
+                    got = dnsperf(p, queries, args.seconds, args.cookie)
+                    results[name].append(got)
+                    print(
+                        f"round {r + 1} {name:9s} {got['qps']:10.0f} queries/s  avg latency "
+                        f"{got['latency_ms']:.2f} ms  lost {got['lost']:.0f}",
+                        flush=True,
+                    )
+        finally:
+            tg.stop()
+            if gd is not None:
                 gd.stop()
 
-    for name, r in results.items():
-        print(
-            f"{name:9s} {r['qps']:10.0f} queries/s  avg latency {r['latency_ms']:.2f} ms  lost {r['lost']:.0f}"
-        )
     shape = "with a DNS cookie" if args.cookie else "without EDNS options"
-    if "gdnsd" in results:
-        ratio = results["gdnsd"]["qps"] / results["tidegate"]["qps"]
+    for name, rs in results.items():
+        if rs:
+            qps = statistics.median(r["qps"] for r in rs)
+            lat = statistics.median(r["latency_ms"] for r in rs)
+            print(f"{name:9s} median {qps:10.0f} queries/s  latency {lat:.2f} ms")
+    if results["gdnsd"]:
+        ratios = [t["qps"] / g["qps"] for t, g in zip(results["tidegate"], results["gdnsd"], strict=True)]
         print(
-            f"gdnsd/tidegate = {ratio:.1f}x  ({args.seconds} s each, gdnsd udp_threads={args.gdnsd_threads}, {shape})"
+            f"tidegate/gdnsd = {statistics.median(ratios):.2f} (rounds: {', '.join(f'{x:.2f}' for x in ratios)}; "
+            f"{args.seconds} s each, tidegate workers={args.workers}, gdnsd udp_threads={threads}, {shape})"
         )
-    else:
-        print(f"({args.seconds} s, {shape})")
     return 0
 
 

@@ -69,7 +69,7 @@ http {{
     return proc, port
 
 
-def start_tidegate(work: Path, instance: int) -> tuple[Proc, int]:
+def start_tidegate(work: Path, instance: int, workers: int = 1) -> tuple[Proc, int]:
     conf = work / "tidegate.toml"
     conf.write_text(
         f"""
@@ -79,6 +79,7 @@ instances = [{{ address = "127.0.0.1:{instance}" }}]
 [[tcp]]
 listen = "127.0.0.1:0"
 pool = "bench"
+workers = {workers}
 """
     )
     proc = tidegate("run", str(conf))
@@ -86,13 +87,13 @@ pool = "bench"
     return proc, proc.address("tcp")[1]
 
 
-def start_haproxy(work: Path, instance: int) -> tuple[Proc, int]:
+def start_haproxy(work: Path, instance: int, workers: int = 1) -> tuple[Proc, int]:
     port = free_port()
     conf = work / "haproxy.cfg"
     conf.write_text(
         f"""
 global
-    nbthread 1
+    nbthread {workers}
     maxconn 8000
 defaults
     mode tcp
@@ -111,13 +112,13 @@ backend instances
     return proc, port
 
 
-def start_nginx_stream(work: Path, instance: int) -> tuple[Proc, int]:
+def start_nginx_stream(work: Path, instance: int, workers: int = 1) -> tuple[Proc, int]:
     port = free_port()
     conf = work / "stream.conf"
     conf.write_text(
         f"""
 load_module {NGINX_MODULES}/ngx_stream_module.so;
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 pid {work}/stream.pid;
 error_log stderr warn;
@@ -174,6 +175,13 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=32, help="concurrent connections for connections/s")
     ap.add_argument("--size-mib", type=int, default=256, help="size of the bulk file (default 256 MiB)")
     ap.add_argument("--direct", action="store_true", help="also measure without a proxy")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes or threads of every proxy: tidegate workers, HAProxy nbthread, nginx "
+        "worker_processes (default 1)",
+    )
     args = ap.parse_args()
     for tool in ("wrk", "nginx", "haproxy"):
         if shutil.which(tool) is None:
@@ -189,14 +197,14 @@ def main() -> int:
         try:
             instance, iport = start_instance(work, args.size_mib << 20)
             procs.append(instance)
-            starters: dict[str, Callable[[Path, int], tuple[Proc, int]]] = {
+            starters: dict[str, Callable[[Path, int, int], tuple[Proc, int]]] = {
                 "tidegate": start_tidegate,
                 "haproxy": start_haproxy,
                 "nginx": start_nginx_stream,
             }
             targets: dict[str, tuple[Proc | None, int]] = {}
             for name, start in starters.items():
-                proc, port = start(work, iport)
+                proc, port = start(work, iport, args.workers)
                 procs.append(proc)
                 targets[name] = (proc, port)
             if args.direct:
@@ -237,7 +245,8 @@ def main() -> int:
     load = os.getloadavg()[0]
     table = Table(
         title=f"TCP proxies: {args.rounds} alternating rounds of {args.seconds}s; median (min-max). "
-        f"One worker each; {os.cpu_count()} CPUs shared with wrk and the instance; load average {load:.1f}",
+        f"{args.workers} worker(s) each; {os.cpu_count()} CPUs shared with wrk and the instance; "
+        f"load average {load:.1f}",
         title_justify="left",
     )
     columns = (

@@ -63,7 +63,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
     p.add_argument("--transfer-mb", type=int, default=100, help="upload/download size, MB (default 100)")
     p.add_argument("--transfer-rounds", type=int, default=3, help="rounds of transfers (default 3)")
-    p.add_argument("--workers", type=int, default=1, help="tidegate's [[http]] workers (default 1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes or threads of every proxy: tidegate workers, nginx worker_processes, HAProxy "
+        "nbthread (default 1); above 1 nothing is pinned",
+    )
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     p.add_argument(
         "--nice",
@@ -90,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(f"tidegate bench needs {', '.join(missing)} (bench/bootstrap installs them)", file=sys.stderr)
         return 2
-    proxy_cpus, load_cpus, pin_note = cpu_plan(args.no_pin)
+    proxy_cpus, load_cpus, pin_note = cpu_plan(args.no_pin or args.workers > 1)
     wanted = args.only or list(PROXIES)
     if args.nice:
         os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # inherited by everything started below
@@ -115,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
             ports = [b.port for b in backends]
             starters: dict[str, Callable[[], System]] = {
                 "tidegate": lambda: systems.start_tidegate(work, ports, proxy_cpus, args.workers),
-                "nginx": lambda: systems.start_nginx(work, ports, proxy_cpus),
-                "haproxy": lambda: systems.start_haproxy(work, ports, proxy_cpus),
+                "nginx": lambda: systems.start_nginx(work, ports, proxy_cpus, args.workers),
+                "haproxy": lambda: systems.start_haproxy(work, ports, proxy_cpus, args.workers),
             }
             targets = [System("direct", None, ports[0])]
             for name in PROXIES:
@@ -239,7 +245,7 @@ def _tables(args: argparse.Namespace, figs: dict[str, Figures], pin_note: str) -
     t = Table(
         title=f"HTTP requests/s, wrk -t1 -c{args.connections} keep-alive, {args.rounds} alternating "
         f"rounds of {args.seconds:g}s (median; spread = (max-min)/median)",
-        caption=f"{machine()}; {pin_note}; tidegate workers = {args.workers}, hot path {hot_path()}",
+        caption=f"{machine()}; {pin_note}; {args.workers} worker(s) each, tidegate's hot path {hot_path()}",
     )
     cols = ("system", "requests/s", "spread", "p50 ms", "p99 ms", "proxy CPU", "req/CPU-s", "problems")
     for col in cols:

@@ -114,14 +114,14 @@ spool_dir = "{work}"
     return System("tidegate", proc, proc.address("http")[1])
 
 
-def start_nginx(work: Path, backends: list[int], cpus: str | None) -> System:
+def start_nginx(work: Path, backends: list[int], cpus: str | None, workers: int = 1) -> System:
     port = free_port()
     conf = work / "proxy-nginx.conf"
     servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=5 fail_timeout=30s;" for p in backends)
     conf.write_text(
         f"""
 {_user_line()}
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 pid {work}/proxy-nginx.pid;
 error_log stderr warn;
@@ -161,14 +161,14 @@ http {{
     return System("nginx", proc, port)
 
 
-def start_haproxy(work: Path, backends: list[int], cpus: str | None) -> System:
+def start_haproxy(work: Path, backends: list[int], cpus: str | None, workers: int = 1) -> System:
     port = free_port()
     conf = work / "haproxy.cfg"
     servers = "\n".join(f"    server s{i} 127.0.0.1:{p} check inter 1s" for i, p in enumerate(backends, 1))
     conf.write_text(
         f"""
 global
-    nbthread 1
+    nbthread {workers}
     maxconn 8000
 defaults
     mode http
