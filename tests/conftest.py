@@ -1,12 +1,43 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tidegate.testing import leftovers
 from tidegate.testing.instance_app import app_writer
 from tidegate.testing.process import Proc, tidegate
+
+# How long processes still stopping at the session's end get before they count as left behind.
+_LEFTOVER_WAIT = 10.0
+_token = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_token] = leftovers.mark_session()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    os.environ[leftovers.NODE] = item.nodeid  # inherited: names the test that started a process
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when a process the tests started (at any depth) is still alive."""
+    token = session.config.stash.get(_token, None)
+    if token is None:
+        return
+    left = leftovers.wait_gone(token, _LEFTOVER_WAIT)
+    if not left:
+        return
+    leftovers.kill(left)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_sep("=", f"{len(left)} process(es) left behind by the tests (now killed)", red=True)
+        for p in left:
+            reporter.write_line(str(p))
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -130,6 +131,35 @@ class Proc:
         if self.popen.stdout is not None and not self._reader.is_alive():
             self.popen.stdout.close()  # else a ResourceWarning, an error under filterwarnings
         return self.popen.returncode
+
+
+def wait_exit(pid: int, timeout: float) -> bool:
+    """Wait for a process that need not be our child (an orphaned grandchild) to end: on a
+    pidfd, which becomes readable when it exits. False if it still runs after `timeout`."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        return bool(ready)
+    finally:
+        os.close(fd)
+
+
+def reap(pids: Sequence[int], timeout: float = 10.0) -> list[int]:
+    """Make sure processes a test left to end on their own are gone: wait up to `timeout` for
+    each, SIGKILL what is left; returns the pids that had to be killed."""
+    deadline = time.monotonic() + timeout
+    killed = []
+    for pid in pids:
+        if not wait_exit(pid, max(0.0, deadline - time.monotonic())):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except ProcessLookupError:
+                pass
+    return killed
 
 
 def tidegate(*args: str, env: dict[str, str] | None = None, cwd: str | None = None) -> Proc:

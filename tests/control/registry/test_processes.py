@@ -12,7 +12,7 @@ import httpx
 
 from tidegate.testing.backends import Backend
 from tidegate.testing.etcd import Etcd
-from tidegate.testing.process import Proc, child_env
+from tidegate.testing.process import Proc, child_env, reap
 
 GATEWAY = """
 [admin]
@@ -119,6 +119,8 @@ def test_serve_registers_under_a_lease_that_dies_with_the_supervisor(
     env["PYTHONPATH"] += ":" + str(tmp_path)
     url = shared_etcd.url.replace("http://", "etcd://") + "/leased/"
 
+    pids: list[int] = []  # the instances: orphaned by the SIGKILL, they must still end
+
     def serve() -> tuple[Proc, list[str]]:
         proc = Proc(
             [
@@ -143,6 +145,7 @@ def test_serve_registers_under_a_lease_that_dies_with_the_supervisor(
             env=env,
         )
         proc.wait_for(r"tidegate: ready \(2 instances")
+        pids.extend(int(p) for p in re.findall(r"instance listening on \S+ pid=(\d+)", "\n".join(proc.lines)))
         found = re.findall(
             r"tidegate: registered (\S+) in pool 'web' \(etcd /leased/\)", "\n".join(proc.lines)
         )
@@ -169,8 +172,10 @@ def test_serve_registers_under_a_lease_that_dies_with_the_supervisor(
         print(f"instances gone from both gateways {gone_after:.2f} s after the SIGKILL (lease 2 s)")
         assert 1.0 < gone_after < 8.0, gone_after  # the 2 s TTL, as etcd counts it
         assert states(one) == {} and states(two) == {}
+        assert reap(pids) == [], "instances outlived their killed supervisor"
     finally:
         supervisor.stop()
+        reap(pids)
 
     # a supervisor that stops properly revokes its lease: the instances leave at once
     supervisor, addresses = serve()
