@@ -8,7 +8,9 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
+from tidegate.instance.lifeline import DEADLINE_EXIT
 from tidegate.testing.process import Proc
 
 
@@ -87,5 +89,26 @@ def test_an_app_that_does_not_import_exits_2(write_app: Callable[..., dict[str, 
     try:
         assert proc.popen.wait(15) == 2
         proc.wait_for(r'Attribute "nope" not found')
+    finally:
+        proc.stop()
+
+
+def test_a_drain_stuck_in_the_app_ends_at_its_hard_deadline(
+    write_app: Callable[..., dict[str, str]], tmp_path: Path
+) -> None:
+    """An app that holds the event loop during the drain: uvicorn's own grace cannot fire, the
+    hard deadline (grace + 1 s, kept by a thread) still ends the process."""
+    proc, port = start(write_app(), "--drain-window", "0.2", "--grace", "2")
+    go = tmp_path / "block-now"
+    try:
+        stuck = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        stuck.request("GET", f"/block?after={go}&s=120")
+        proc.wait_for(r"tgapp: blocking request in the app")
+        proc.signal(signal.SIGTERM)
+        proc.wait_for(r"tidegate: instance exiting \(SIGTERM\)")
+        go.touch()
+        assert proc.popen.wait(30) == DEADLINE_EXIT
+        proc.wait_for(r"tidegate: instance drain not finished 3 s after SIGTERM: exiting now")
+        stuck.close()
     finally:
         proc.stop()

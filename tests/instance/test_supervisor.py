@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import os
 import signal
+import socket
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from tidegate.testing.process import Proc
+from tidegate.testing.process import Proc, wait_exit
 
 
 def serve(env: dict[str, str], *args: str) -> Proc:
@@ -98,3 +102,75 @@ def test_an_app_that_cannot_start_stops_the_supervisor_with_its_error(
         bad.wait_for(r'Attribute "missing" not found')
     finally:
         bad.stop()
+
+
+def refused(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_an_instance_whose_supervisor_was_killed_while_it_was_stopped_exits_within_its_grace(
+    write_app: Callable[..., dict[str, str]],
+) -> None:
+    """SIGSTOP the instance, SIGKILL its supervisor, SIGCONT: the instance drains and exits
+    (it used to stay in its drain forever, answering 503, its output pipe gone)."""
+    proc = serve(write_app(), "--instances", "1", "--grace", "3", "--drain-window", "0.2")
+    inst_pid = 0
+    try:
+        m = proc.wait_for(r"instance listening on (\S+) pid=(\d+)")
+        address, inst_pid = m.group(1), int(m.group(2))
+        proc.wait_for(r"tidegate: ready")
+        os.kill(inst_pid, signal.SIGSTOP)
+        proc.popen.kill()
+        proc.popen.wait(10)
+        os.kill(inst_pid, signal.SIGCONT)
+        started = time.monotonic()
+        assert wait_exit(inst_pid, 30), "the orphaned instance is still running"
+        took = time.monotonic() - started
+        print(f"orphaned instance gone {took:.2f} s after SIGCONT (grace 3 s)")
+        assert took < 3 + 5, took  # its grace, plus room for a loaded machine
+        assert refused(address)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(inst_pid, signal.SIGKILL)
+        proc.stop()
+
+
+def test_an_instance_draining_when_its_supervisor_is_killed_finishes_its_drain(
+    write_app: Callable[..., dict[str, str]],
+) -> None:
+    """A drain under way (a restart, a request in flight), then the supervisor is SIGKILLed: the
+    request in flight still gets its answer (the parent's death does not cut the drain short)
+    and the instance ends within its grace."""
+    proc = serve(write_app(), "--instances", "1", "--grace", "4", "--drain-window", "0.2")
+    inst_pid = 0
+    try:
+        m = proc.wait_for(r"instance listening on (\S+) pid=(\d+)")
+        address, inst_pid = m.group(1), int(m.group(2))
+        proc.wait_for(r"tidegate: ready")
+        host, _, port = address.rpartition(":")
+        slow = http.client.HTTPConnection(host, int(port), timeout=30)
+        slow.request("GET", "/slow?s=1.5")
+        proc.wait_for(r"tgapp: slow request in the app")
+        control = "http://" + proc.listening["supervisor"]
+        mark = len(proc.lines)
+        call(f"{control}/instances/{address}/restart", "POST")
+        proc.wait_for_new(r"tidegate: instance exiting \(SIGTERM\)", mark)
+        began = time.monotonic()
+        proc.popen.kill()
+        proc.popen.wait(10)
+        answer = slow.getresponse()
+        assert answer.status == 200 and answer.getheader("connection") == "close"
+        slow.close()
+        assert wait_exit(inst_pid, 30), "the orphaned instance is still running"
+        took = time.monotonic() - began
+        print(f"draining orphan gone {took:.2f} s after its drain began (grace 4 s)")
+        assert took < 4 + 5, took
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(inst_pid, signal.SIGKILL)
+        proc.stop()

@@ -4,26 +4,10 @@ starts N of). Exits 0 after a drain, 2 when the app cannot be imported, 3 when i
 from __future__ import annotations
 
 import argparse
-import ctypes
-import os
-import signal
 import sys
 
+from tidegate.instance.lifeline import die_with_parent
 from tidegate.instance.runtime import run
-
-
-def _die_with_parent() -> None:
-    """Under a supervisor: get SIGTERM (and so drain) if it dies without stopping us (Linux)."""
-    parent = os.environ.get("TIDEGATE_PARENT_PID")
-    if not parent or not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if str(os.getppid()) != parent:  # it died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--app-health", action="store_true", help="the app answers the health path itself")
     p.add_argument("--keep-alive", type=float, default=75.0, help="idle keep-alive timeout, seconds")
     a = p.parse_args(argv)
-    _die_with_parent()
+    die_with_parent()
     return run(
         a.app,
         a.host,

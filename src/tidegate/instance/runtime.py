@@ -25,7 +25,11 @@ from uvicorn.importer import ImportFromStringError, import_from_string
 from tidegate.instance.announcing_server import AnnouncingServer
 from tidegate.instance.asgi import ASGIApp
 from tidegate.instance.drain_state import DrainState
+from tidegate.instance.lifeline import exit_after, orphaned, say, silence_output
 from tidegate.instance.middleware import DrainMiddleware
+
+# How long after its grace an instance whose orderly shutdown is stuck is made to exit.
+DEADLINE_MARGIN = 1.0
 
 
 def app_version(app_ref: str) -> str | None:
@@ -51,22 +55,31 @@ class DrainingServer(AnnouncingServer):
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.begin_drain, "SIGTERM")
         loop.add_signal_handler(signal.SIGINT, self.begin_drain, "SIGINT")
+        loop.add_signal_handler(signal.SIGHUP, self.parent_gone)  # lifeline.py: the supervisor died
         try:
             await super().serve(sockets)
         finally:
             loop.remove_signal_handler(signal.SIGTERM)
             loop.remove_signal_handler(signal.SIGINT)
+            loop.remove_signal_handler(signal.SIGHUP)
+
+    def parent_gone(self) -> None:
+        """The supervisor died: drain as on SIGTERM, but never cut a drain already under way."""
+        if orphaned():
+            silence_output()  # nobody reads our pipe any more: writes would fail
+        if not self.state.exiting:
+            self.begin_drain("SIGHUP: supervisor gone")
 
     def begin_drain(self, reason: str) -> None:
         if not self.state.begin(reason):
             self.force_exit = True  # a second signal: stop waiting for in-flight work
             self.should_exit = True
             return
-        print(
+        # First the deadline, so nothing below (nor a stuck app) can keep the drain from ending.
+        exit_after(max(self.grace, self.drain_window) + DEADLINE_MARGIN, reason)
+        say(
             f"tidegate: instance exiting ({reason}): drain signal for {self.drain_window:g} s, "
-            f"in-flight requests get up to {self.grace:g} s",
-            file=sys.stderr,
-            flush=True,
+            f"in-flight requests get up to {self.grace:g} s"
         )
         asyncio.get_running_loop().call_later(self.drain_window, self._end_window)
 
@@ -131,5 +144,5 @@ def run(app_ref: str, host: str, port: int, **options: object) -> int:
         return int(exc.code or 0)
     state = server.state
     if state.exiting:
-        print(f"tidegate: instance exited: {state.summary()}", file=sys.stderr, flush=True)
+        say(f"tidegate: instance exited: {state.summary()}")
     return 0

@@ -13,7 +13,7 @@ from tidegate.testing.process import child_env
 # length and digest, /slow?s=N holds a request in flight. HEALTHY=False makes its own /healthz
 # fail (run with --app-health) — a "new version that fails its health check".
 APP = """
-import asyncio, hashlib, json, sys
+import asyncio, hashlib, json, os, sys, time
 from urllib.parse import parse_qs
 
 VERSION = {version!r}
@@ -39,6 +39,12 @@ async def app(scope, receive, send):
     status = 200
     if scope["path"] == "/healthz":
         status = 200 if HEALTHY else 500
+    elif scope["path"] == "/block":  # a stuck app: holds the event loop once ?after=FILE exists
+        query = parse_qs(scope["query_string"].decode())
+        print("tgapp: blocking request in the app", file=sys.stderr, flush=True)
+        while not os.path.exists(query["after"][0]):
+            await asyncio.sleep(0.01)
+        time.sleep(float(query.get("s", ["60"])[0]))
     elif scope["path"] == "/slow":
         print("tgapp: slow request in the app", file=sys.stderr, flush=True)
         await asyncio.sleep(float(parse_qs(scope["query_string"].decode()).get("s", ["0.5"])[0]))
