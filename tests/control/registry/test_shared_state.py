@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import signal
 
 import pytest
@@ -11,7 +13,7 @@ from tidegate.balancing.state import State
 from tidegate.config import load_config
 from tidegate.control.admin.openapi import openapi_document
 from tidegate.control.registry.etcd_client import EtcdClient
-from tidegate.control.registry.layout import encode_hold, hold_key, instance_key
+from tidegate.control.registry.layout import encode_hold, hold_key, instance_key, weight_key
 from tidegate.control.runtime.process import Runtime
 from tidegate.testing.etcd import Etcd
 
@@ -202,3 +204,60 @@ async def test_a_reload_keeps_registrations_and_operator_state(
         )  # the operator's weight wins over the file's
     finally:
         await rt.stop()
+
+
+async def test_writes_to_a_frozen_etcd_say_their_outcome_is_unknown_and_every_process_converges(
+    etcd: Etcd, prefix: str, running, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    """SIGSTOP etcd: a write sent to it gets no answer, yet etcd may apply it once it runs again
+    (it had read the request). The call must not say "nothing changed": 504, outcome unknown;
+    after SIGCONT both processes hold what etcd holds and the log says what was applied."""
+    etcd.start()
+    one = await running(etcd.url, prefix, POOLS)
+    two = await running(etcd.url, prefix, POOLS)
+    assert etcd.proc is not None
+    etcd.proc.signal(signal.SIGSTOP)
+    try:
+        r = await one.client.post(f"/api/pools/web/instances/{A}/drain")
+        assert r.status_code == 504, r.text
+        error = r.json()["error"]
+        assert "outcome unknown; the registry will converge" in error and "nothing changed" not in error
+        validate("Error", r.json())
+        assert _state(one, "web", A) is State.UP  # not applied here on a guess
+        r = await one.client.put(f"/api/pools/web/instances/{A}/weight", json={"weight": 5})
+        assert r.status_code == 504, r.text
+    finally:
+        etcd.proc.signal(signal.SIGCONT)
+
+    keys = (hold_key(prefix, "web", A), weight_key(prefix, "web", A))
+    notes = [f"of {key} whose outcome was unknown was" for key in keys]
+    await one.registry.until(lambda: all(n in caplog.text for n in notes), timeout=30)
+
+    def last_word(note: str) -> bool:
+        """What the log said last about a write: applied or not."""
+        said = [line for line in caplog.text.splitlines() if note in line]
+        return " was applied " in said[-1]
+
+    def agree(r, held: set[str], revision: int) -> bool:  # type: ignore[no-untyped-def]
+        inst = r.rt.pools["web"].get(A)
+        return (
+            r.registry.snapshot.revision >= revision
+            and (inst.state is State.DRAINING) is (keys[0] in held)
+            and inst.weight == (5 if keys[1] in held else 1)
+        )
+
+    # etcd may still apply a write it read before freezing after the processes' first read:
+    # read what etcd holds until both processes agree with it (then the log does too)
+    async with _client(etcd.url) as client, asyncio.timeout(30):
+        while True:
+            revision, kvs = await client.range_prefix(prefix)
+            held = {kv.key for kv in kvs}
+            try:
+                for r in (one, two):
+                    await r.registry.until(functools.partial(agree, r, held, revision), timeout=2)
+            except TimeoutError:
+                continue
+            break
+    for key, note in zip(keys, notes, strict=True):
+        assert last_word(note) is (key in held), caplog.text
+    print(f"applied after SIGCONT: drain {keys[0] in held}, weight {keys[1] in held}")

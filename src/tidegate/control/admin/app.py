@@ -5,7 +5,8 @@ names the method here that answers it (`Call` carries the path parameters, query
 
 Errors are {"error": "..."}: 400 bad input, 401 missing/wrong token, 404 unknown pool, instance
 or route, 405 wrong method (with Allow), 409 duplicate instance, 413 body over 64 KiB, 503 when
-the etcd registry (if configured) did not take a change (nothing changed then). The token,
+the etcd registry (if configured) could not be reached (nothing changed then), 504 when it did
+not answer a change in time (outcome unknown; the registry converges on what etcd holds). The token,
 when configured, guards everything but the dashboard page itself (a static page holding no data,
 which asks for the token when the API answers 401).
 """

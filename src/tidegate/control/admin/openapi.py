@@ -218,7 +218,14 @@ _ERROR_RESPONSES = {
     409: ("Conflict", "the instance is already in the pool"),
     503: (
         "RegistryUnavailable",
-        "[registry] type = etcd and etcd did not take the change; nothing changed anywhere",
+        "[registry] type = etcd and etcd could not be reached (the change was never sent) or"
+        " refused it; nothing changed anywhere",
+    ),
+    504: (
+        "RegistryOutcomeUnknown",
+        "[registry] type = etcd and etcd did not answer in time after the change was sent: it may"
+        " still be applied (outcome unknown); every process converges on what etcd holds, and the"
+        " log says whether it was applied",
     ),
 }
 

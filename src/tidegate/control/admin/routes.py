@@ -19,8 +19,9 @@ INSTANCE = "/api/pools/{pool}/instances/{address}"
 
 # Error answers a route may give, each described once in the document (openapi.py).
 READ_ERRORS = (400, 401, 404, 405)
-# Calls that change something: with the etcd registry, 503 when etcd did not take the change.
-CHANGE_ERRORS = (*READ_ERRORS, 503)
+# Calls that change something: with the etcd registry, 503 when etcd could not be reached
+# (nothing changed), 504 when it did not answer in time (outcome unknown).
+CHANGE_ERRORS = (*READ_ERRORS, 503, 504)
 
 
 def _split(path: str) -> tuple[str, ...]:

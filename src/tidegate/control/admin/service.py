@@ -37,7 +37,7 @@ from tidegate.control.admin.events import EventLog, event_json
 from tidegate.control.admin.operations import ApiError
 from tidegate.control.admin.views import instance_json, pool_json
 from tidegate.control.registry.layout import Hold
-from tidegate.control.registry.service import RegistryUnavailable
+from tidegate.control.registry.service import RegistryOutcomeUnknown, RegistryUnavailable
 from tidegate.observe.counters import Counters
 from tidegate.observe.history import History
 from tidegate.observe.iops import IopsMeter
@@ -269,7 +269,8 @@ class AdminService:
     # --- what the API changes ----------------------------------------------------------------
     # With the etcd registry ([registry] type = "etcd") a change is written there first and
     # applied here once etcd took it (the other processes apply it from their watch); if etcd
-    # does not take it the call answers 503 and nothing changed (docs/operations.md, "Several processes").
+    # cannot be reached the call answers 503 and nothing changed; when it did not answer in time,
+    # 504: outcome unknown (docs/operations.md, "Several processes").
     @property
     def shared(self) -> EtcdRegistry | None:
         return self.runtime.shared
@@ -369,6 +370,8 @@ async def _shared(write: Awaitable[None]) -> None:
         await write
     except RegistryUnavailable as exc:
         raise ApiError(503, str(exc)) from None
+    except RegistryOutcomeUnknown as exc:
+        raise ApiError(504, str(exc)) from None
 
 
 def _bind(listen: str) -> socket.socket:

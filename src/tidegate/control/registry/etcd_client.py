@@ -19,7 +19,18 @@ T = TypeVar("T")
 
 
 class EtcdError(RuntimeError):
-    pass
+    """A call that failed. `maybe_applied`: the request may have reached etcd (it timed out or
+    the connection broke after it was sent), so a write's outcome is unknown: etcd may apply it
+    later still (a frozen member applies what it had read once it runs again). False only when
+    the request is known not to have been acted on: never sent, or refused by etcd."""
+
+    def __init__(self, message: str, maybe_applied: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
+
+
+# Failures before any byte of the request left: nothing can have been applied.
+_UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 class EtcdClient:
@@ -43,20 +54,28 @@ class EtcdClient:
 
     async def _call(self, path: str, body: dict[str, Any]) -> Any:
         failures: list[str] = []
+        maybe_applied = False
         for i in self._order():
             url = self.endpoints[i] + path
             try:
                 resp = await self._http.post(url, json=body)
-                doc = resp.json()
-            except (httpx.HTTPError, ValueError) as exc:
+            except httpx.HTTPError as exc:
+                maybe_applied = maybe_applied or not isinstance(exc, _UNSENT)
                 failures.append(f"{url}: {exc!r}")
+                continue
+            try:
+                doc = resp.json()
+            except ValueError as exc:  # an answer, but not etcd's: a success cannot be ruled out
+                maybe_applied = maybe_applied or resp.status_code < 400
+                failures.append(f"{url}: {resp.status_code} {exc!r}")
                 continue
             self._first = i
             if resp.status_code >= 400 or (isinstance(doc, dict) and "error" in doc):
                 message = doc.get("message") or doc.get("error") if isinstance(doc, dict) else doc
-                raise EtcdError(f"etcd {url}: {resp.status_code} {message}")
+                raise EtcdError(f"etcd {url}: {resp.status_code} {message}", maybe_applied)
             return doc
-        raise EtcdError("etcd unreachable: " + "; ".join(failures))
+        what = "did not answer in time" if maybe_applied else "unreachable"
+        raise EtcdError(f"etcd {what}: " + "; ".join(failures), maybe_applied)
 
     async def range_prefix(self, prefix: str) -> tuple[int, list[wire.KeyValue]]:
         return self._parsed(

@@ -12,8 +12,12 @@ shared: health verdicts, ejections, slow-start ramps and figures stay local to e
   While etcd is away the pools keep the last state they had: traffic goes on, nothing flaps.
 - Writing: the admin API of any process writes the key (registration, hold, weight) and applies
   it at once to its own pools when etcd acknowledged it; the other processes apply it when their
-  watch delivers it. When etcd does not answer, the call fails (503) and changes nothing, here
-  or anywhere: an operator never sees a change that only one process made.
+  watch delivers it. When etcd cannot be reached (the request never left) the call fails (503)
+  and changes nothing, here or anywhere: an operator never sees a change that only one process
+  made. When the request left but no answer came (a frozen or partitioned etcd), its outcome is
+  unknown: etcd may still apply it. The call then says so (504), nothing is applied here, the
+  prefix is read again (once etcd answers) and the log says whether the write was applied; every
+  process converges on what etcd holds either way.
 - Presence: each process keeps `processes/HOST:PID` alive under a lease of `[registry] lease`.
 
 Pools themselves (scheduler, health checks) come from each process's config file; keys for a
@@ -51,7 +55,17 @@ from tidegate.control.registry.layout import (
     weight_key,
 )
 from tidegate.control.registry.lease import LeasedKeys
-from tidegate.control.registry.sync import PoolRecords, Snapshot, apply_ops, owned_after, plan, seen_in
+from tidegate.control.registry.sync import (
+    PoolRecords,
+    Snapshot,
+    UnsureWrite,
+    applied,
+    apply_ops,
+    owned_after,
+    plan,
+    seen_in,
+    settled,
+)
 
 if TYPE_CHECKING:
     from tidegate.control.runtime.process import Runtime
@@ -61,10 +75,15 @@ log = logging.getLogger("tidegate.registry")
 _runtimes = itertools.count()
 FIRST_SYNC = 2.0  # seconds start() waits for etcd before going on without it
 MAX_BACKOFF = 1.0  # seconds between attempts while etcd does not answer
+LATE_WATCH = 30.0  # seconds an unsure write found not applied is still looked out for
 
 
 class RegistryUnavailable(RuntimeError):
     """etcd did not take a write; nothing changed."""
+
+
+class RegistryOutcomeUnknown(RuntimeError):
+    """A write was sent but etcd did not answer: it may be applied yet; the registry converges."""
 
 
 def _say(text: str) -> None:
@@ -90,6 +109,11 @@ class EtcdRegistry:
         self._unknown_pools: set[str] = set()
         self._loop: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()  # set and replaced after every apply (see `until`)
+        self._unsure: list[UnsureWrite] = []  # writes with no answer, until a full read settles them
+        # ... and those a full read found not applied: etcd may still apply a request it read
+        # before it froze after that read (each goroutine goes its own pace), so the watch looks
+        # out for them a while longer.
+        self._late: dict[str, tuple[float, UnsureWrite]] = {}
         # HOST:PID, and a count for a second runtime in the same process (tests)
         n = next(_runtimes)
         self.process_name = f"{socket.gethostname()}:{os.getpid()}" + (f".{n}" if n else "")
@@ -167,6 +191,7 @@ class EtcdRegistry:
                 revision, kvs = await self.client.range_prefix(self.prefix)
                 self.snapshot.load(revision, ((kv.key, kv.mod_revision, kv.value or b"") for kv in kvs))
                 self._apply_all()
+                self._settle()
                 if not self.connected:
                     again = "resynced" if self.synced.is_set() else "synced"
                     _say(f"{again} with etcd at {self.client.endpoint} (revision {revision})")
@@ -184,6 +209,8 @@ class EtcdRegistry:
                     for kv in msg.events:
                         if self.snapshot.apply(kv.key, kv.mod_revision, kv.value):
                             touched.add(self._pool_of(kv.key))
+                            if kv.key in self._late:
+                                self._settle_late(kv.key)
                     self._apply_pools(touched)
                     self._notify()
             except EtcdError as exc:
@@ -230,14 +257,39 @@ class EtcdRegistry:
             owned.update(owned_after(wanted, static))
         self._notify()
 
+    def _settle(self) -> None:
+        unsure, self._unsure = self._unsure, []
+        now = asyncio.get_running_loop().time()
+        self._late = {k: v for k, v in self._late.items() if v[0] > now}
+        for write in unsure:
+            log.warning("registry: %s", settled(write, self.snapshot))
+            if not applied(write, self.snapshot):
+                self._late[write.key] = (now + LATE_WATCH, write)
+
+    def _settle_late(self, key: str) -> None:
+        until, write = self._late[key]
+        if until < asyncio.get_running_loop().time():
+            del self._late[key]
+        elif applied(write, self.snapshot):
+            del self._late[key]
+            log.warning("registry: %s", settled(write, self.snapshot, late=True))
+
     # --- writing (the admin API) -------------------------------------------------------------
     async def _write(self, pool: str, key: str, value: bytes | None) -> None:
+        known = self.snapshot.get(key)
+        unsure = UnsureWrite(pool, key, value, self.snapshot.revision, known is not None and known[1] is not None)
         try:
             if value is None:
                 revision = await self.client.delete(key)
             else:
                 revision = await self.client.put(key, value)
         except EtcdError as exc:
+            if exc.maybe_applied:
+                self._unsure.append(unsure)
+                self._restart_watch()  # a full read once etcd answers again settles it
+                raise RegistryOutcomeUnknown(
+                    f"the etcd registry did not answer ({exc}); outcome unknown; the registry will converge"
+                ) from exc
             raise RegistryUnavailable(
                 f"the etcd registry did not take the change ({exc}); nothing changed"
             ) from exc

@@ -83,6 +83,10 @@ class Snapshot:
         self._entries[key] = (mod_revision, value)
         return True
 
+    def get(self, key: str) -> tuple[int, bytes | None] | None:
+        """(mod_revision, value or None for a tombstone) of `key`, None when it is unknown."""
+        return self._entries.get(key)
+
     def live(self) -> Iterable[tuple[Key, bytes]]:
         """The live keys of the layout, parsed; unknown keys are skipped (logged by `pools`)."""
         for key, (_, value) in self._entries.items():
@@ -112,6 +116,33 @@ class Snapshot:
             except (RecordError, ValueError) as exc:
                 problems.append(f"{key.kind}/{key.pool}/{key.name}: {exc}")
         return out, problems
+
+
+@dataclass(frozen=True, slots=True)
+class UnsureWrite:
+    """A write whose answer never came (etcd did not answer in time): it may have been applied."""
+
+    pool: str
+    key: str
+    value: bytes | None  # None: a delete
+    before: int  # the snapshot's revision when it was sent
+    existed: bool  # the key was live then
+
+
+def applied(write: UnsureWrite, snapshot: Snapshot) -> bool:
+    """Whether what the snapshot holds shows the unsure write applied."""
+    known = snapshot.get(write.key)
+    if write.value is None:
+        return write.existed and (known is None or known[1] is None)
+    return known is not None and known[1] == write.value and known[0] > write.before
+
+
+def settled(write: UnsureWrite, snapshot: Snapshot, late: bool = False) -> str:
+    """What the snapshot says became of an unsure write, as a log line."""
+    what = f"the {'delete' if write.value is None else 'put'} of {write.key} whose outcome was unknown"
+    if not applied(write, snapshot):
+        return f"{what} was not applied (as of revision {snapshot.revision})"
+    return f"{what} was applied {'after all ' if late else ''}(by revision {snapshot.revision})"
 
 
 # --- operations ------------------------------------------------------------------------------
