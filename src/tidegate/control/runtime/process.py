@@ -1,6 +1,8 @@
 """One tidegate process: every layer the config names, its pools, reload and graceful stop.
 
-Signals: SIGHUP re-reads the config file; a bad file is reported and changes nothing. SIGTERM and
+Signals: SIGHUP re-reads the config file and applies it whole or not at all: a bad file, a new
+listener that cannot bind or a section that cannot run here (tidegate.service.SectionError) is
+reported and changes nothing, since all of that is checked before anything changes. SIGTERM and
 SIGINT stop gracefully (each service closes its listeners, finishes in-flight work up to the
 grace period, then exits). The process prints one line per listener and then `tidegate: ready`
 on stderr, which is what scripts and tests wait for.
@@ -26,8 +28,8 @@ from tidegate.config import Config, ConfigError, load_config
 from tidegate.config.load import FileCheck
 from tidegate.config.locate import Path as ConfigPath
 from tidegate.control.runtime.pools import build_pools, reload_pools
-from tidegate.control.runtime.sections import REPEATABLE, Section, plan_sections, sections_of
-from tidegate.service import C, Figures, Names, Service
+from tidegate.control.runtime.sections import REPEATABLE, Section, SectionPlan, plan_sections, sections_of
+from tidegate.service import C, Figures, Names, SectionError, Service
 
 if TYPE_CHECKING:
     from tidegate.control.registry.service import EtcdRegistry
@@ -68,6 +70,14 @@ _BINDERS: dict[str, str] = {
     "http": "tidegate.http.service:bind_sockets",
     "tcp": "tidegate.tcp.service:bind_sockets",
     "dns": "tidegate.dns.service:bind_sockets",
+}
+
+
+# Kinds with checks a reload runs before it changes anything (tidegate.service.SectionError):
+# "module:function" taking the new section's config and the running one's (None if added).
+_CHECKS: dict[str, str] = {
+    "http": "tidegate.http.service:check_section",
+    "lvs": "tidegate.lvs.service:check_section",
 }
 
 
@@ -168,6 +178,12 @@ class Runtime:
                     exc.strerror or exc,
                 )
                 return False
+        # Then everything else that can fail: only once nothing can, anything changes.
+        problem = await self._check(wanted, plan)
+        if problem is not None:
+            _close(bound.values())
+            log.error("reload refused, config unchanged: %s", problem)
+            return False
         self.pools = reload_pools(self.pools, new, self.registered)
         self.config = new
         for i in plan.removed:
@@ -186,6 +202,19 @@ class Runtime:
         log.info("reloaded %s", self.config_path)
         print("tidegate: reloaded", file=sys.stderr, flush=True)
         return True
+
+    async def _check(self, wanted: list[Section], plan: SectionPlan) -> str | None:
+        pairs = [(wanted[j], self._sections[i].cfg) for i, j in plan.kept]
+        pairs += [(wanted[j], None) for j in plan.added]
+        for section, running in pairs:
+            target = _CHECKS.get(section.kind)
+            if target is None:
+                continue
+            try:
+                await asyncio.to_thread(_load(target), section.cfg, running)
+            except SectionError as exc:
+                return f"the {'new ' if running is None else ''}[{section.kind}] section: {exc}"
+        return None
 
     async def _start_added(self, section: Section, sockets: list[socket.socket] | None) -> Service | None:
         try:
