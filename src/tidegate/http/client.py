@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 # After answering an error on a stream whose request body was not read, keep reading (and
 # discarding) this long before closing, so the client sees the answer rather than a reset.
 LINGER_SECONDS: Final = 2.0
+# On a graceful stop, an idle keep-alive connection is closed once it has stayed idle this long;
+# a request it sends meanwhile is answered with `Connection: close`. Closing it at once races the
+# client's next request on it, which the client then sees fail (RFC 9112 §9.6; wrk counts it).
+STOP_IDLE_SECONDS: Final = 1.0
 
 
 _PROTO_HTTP: Final = b"X-Forwarded-Proto: http\r\n"
@@ -494,12 +498,14 @@ class ClientConnection:
         if queue:
             queue[0].start()
             return
-        if self.closing:
+        if self.closing and (self.parser is None or not self.svc.stopping):
             self._close(linger=self.parser is None)
             return
         if not self.parsing:
             self.since = now if now >= 0 else self.loop.time()
-            self.idle_limit = self.plan.idle_timeout
+            # A graceful stop came after this answer's head said keep-alive: the client may be
+            # sending its next request already. That one is answered with `Connection: close`.
+            self.idle_limit = STOP_IDLE_SECONDS if self.closing else self.plan.idle_timeout
         if self.read_paused and self.early is None:
             self.read_paused = False
             self.transport.resume_reading()
@@ -534,10 +540,13 @@ class ClientConnection:
             self.transport.close()
 
     def shutdown(self) -> None:
-        """Graceful stop: idle connections close now, busy ones after their current answer."""
+        """Graceful stop: busy connections close after their current answer (`Connection:
+        close`), idle ones once idle for STOP_IDLE_SECONDS or after the answer to a request
+        they send meanwhile."""
         self.closing = True
         if not self.queue and not self.parsing and self.tunnel is None:
-            self.transport.close()
+            self.since = self.loop.time()
+            self.idle_limit = min(self.idle_limit, STOP_IDLE_SECONDS)
 
     def abort(self) -> None:
         self.transport.abort()

@@ -105,9 +105,7 @@ class HttpService:
         if self.server is not None:
             self.server.close()
         busy = sum(1 for c in self.conns if c.queue or c.tunnel is not None)
-        log.info(
-            "%s: stopping; %d connections in flight, %d idle closed", self.name, busy, len(self.conns) - busy
-        )
+        log.info("%s: stopping; %d connections in flight, %d idle", self.name, busy, len(self.conns) - busy)
         for conn in list(self.conns):
             conn.shutdown()
         if self.conns:

@@ -32,13 +32,15 @@ def backends() -> Iterator[tuple[Backend, Backend]]:
         yield a, b
 
 
-def config(a: Backend, b: Backend, *, changed: bool = False, admin: str = "127.0.0.1:0", extra: str = "") -> str:
+def config(
+    a: Backend, b: Backend, *, changed: bool = False, admin: str = "127.0.0.1:0", extra: str = ""
+) -> str:
     """The running config, or (changed) one that changes something in every section."""
     return f"""
 [admin]
 listen = "{admin}"
 {f'token = "{TOKEN}"' if changed else ""}
-{'[registry]' if changed else ""}
+{"[registry]" if changed else ""}
 {'type = "etcd"' if changed else ""}
 {'endpoints = ["http://127.0.0.1:9"]' if changed else ""}
 [[pools]]
@@ -135,7 +137,8 @@ def test_a_reload_that_cannot_apply_whole_changes_no_section(
             ),
             "admin listen": config(a, b, changed=True, admin=busy),
             "http access_log": config(a, b, changed=True).replace(
-                'pool = "two"\n[[tcp]]', 'pool = "two"\naccess_log = "/nonexistent/tidegate/access.log"\n[[tcp]]'
+                'pool = "two"\n[[tcp]]',
+                'pool = "two"\naccess_log = "/nonexistent/tidegate/access.log"\n[[tcp]]',
             ),
             "lvs interface": config(a, b, changed=True, extra=LVS),
         }[fault]
@@ -193,6 +196,8 @@ def test_a_running_director_moved_to_an_interface_that_does_not_exist_is_refused
         assert proc.popen.poll() is None
         assert weight() == 1
         assert not any("restarting the director" in line for line in proc.lines), proc.output()
-        assert reload(proc, DIRECTOR.format(rs=rs, weight=2, vip=VIP, interface="eth0")) == "tidegate: reloaded"
+        assert (
+            reload(proc, DIRECTOR.format(rs=rs, weight=2, vip=VIP, interface="eth0")) == "tidegate: reloaded"
+        )
         assert weight() == 2
         assert proc.stop() == 0
