@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tidegate.testing.backends import Backend
-from tidegate.testing.process import Proc, child_env, tidegate
+from tidegate.testing.process import Proc, child_env, run_tidegate, tidegate
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
@@ -266,3 +266,25 @@ def test_code_that_raises_at_import_fails_the_upgrade_and_the_old_process_serves
         conn.close()
     finally:
         proc.stop()
+
+
+def test_ctl_self_upgrade_through_the_admin_api(tmp_path: Path, backends: tuple[Backend, Backend]) -> None:
+    a, b = backends
+    cfg = tmp_path / "tidegate.toml"
+    cfg.write_text(config(a, b))
+    pid_file = tmp_path / "tidegate.pid"
+    proc = tidegate("run", str(cfg), "--pid-file", str(pid_file))
+    try:
+        proc.wait_for(r"tidegate: ready")
+        admin = "{}:{}".format(*proc.address("admin"))
+        api(proc.address("admin"), "POST", f"/api/pools/web/instances/{a.address}/maint")
+        done = run_tidegate("ctl", "--admin", admin, "self-upgrade")
+        assert done.returncode == 0, done.stderr
+        m = re.search(r"upgraded: pid (\d+) is current", done.stdout)
+        assert m is not None, done.stdout
+        assert pid_of(pid_file) == int(m.group(1)) != proc.popen.pid
+        proc.popen.wait(30)
+        # The new process answers on the same admin address, with the operator's maint kept.
+        assert api(proc.address("admin"))["instances"][0]["state"] == "maint"
+    finally:
+        current_stop(proc, pid_file)

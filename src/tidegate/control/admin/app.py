@@ -145,6 +145,12 @@ class AdminApp:
     async def metrics(self, call: Call) -> Response:
         return Response(200, generate_latest(self.svc.registry), CONTENT_TYPE_LATEST)
 
+    async def self_upgrade(self, call: Call) -> Response:
+        ok, outcome = await self.svc.runtime.self_upgrade()
+        if ok:
+            return json_response({"upgraded": True, "pid": int(outcome.removeprefix("pid "))})
+        raise ApiError(409 if "under way" in outcome else 500, f"self-upgrade failed: {outcome}")
+
     async def list_pools(self, call: Call) -> Response:
         return json_response({"pools": self.svc.pools_json()})
 
