@@ -544,7 +544,14 @@ class ClientConnection:
         close`), idle ones once idle for STOP_IDLE_SECONDS or after the answer to a request
         they send meanwhile."""
         self.closing = True
-        if not self.queue and not self.parsing and self.tunnel is None:
+        if (
+            not self.queue
+            and not self.parsing
+            and self.tunnel is None
+            and self.idle_limit == self.plan.idle_timeout
+        ):
+            # Idle after an answer. (A connection not yet used keeps its header timeout: its
+            # first request is on its way, and a stalled loop would otherwise cut it unread.)
             self.since = self.loop.time()
             self.idle_limit = min(self.idle_limit, STOP_IDLE_SECONDS)
 
