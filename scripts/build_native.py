@@ -34,6 +34,8 @@ MODULES = [
     "tidegate/http/plain.py",
     "tidegate/http/request.py",
     "tidegate/http/exchange.py",
+    "tidegate/http/client_side.py",
+    "tidegate/http/phases.py",
     "tidegate/http/client.py",
     "tidegate/http/upstream.py",
     "tidegate/http/routing.py",

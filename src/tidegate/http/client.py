@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Final
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser, parse_url
 
+from tidegate.http import responses
 from tidegate.http.attempts import BodyError, BodyStore, BodyTooLarge, SpoolError
+from tidegate.http.client_side import ClientSide
 from tidegate.http.exchange import Exchange
 from tidegate.http.headers import REQUEST_HEADERS, VIA, Req, connection_tokens
 from tidegate.http.plain import VIA_END, RequestLane
@@ -52,9 +54,10 @@ class _Reject(Exception):
     pass
 
 
-class ClientConnection:
+class ClientConnection(ClientSide):
     """An asyncio protocol (duck-typed: not an `asyncio.Protocol` subclass, so that mypyc
-    compiles it to a native class; uvloop only calls the methods)."""
+    compiles it to a native class; uvloop only calls the methods), and the client side of its
+    exchanges (http/client_side.py): responses pass through as HTTP/1.1 bytes."""
 
     __slots__ = (
         "closed",
@@ -74,6 +77,7 @@ class ClientConnection:
         "plan",
         "proto_line",
         "queue",
+        "raw_http1",
         "read_paused",
         "reject",
         "req",
@@ -89,6 +93,7 @@ class ClientConnection:
     )
 
     def __init__(self, svc: HttpService) -> None:
+        self.raw_http1 = True
         self.svc = svc
         self.loop = svc.loop
         self.upstreams = svc.upstreams
@@ -207,9 +212,7 @@ class ClientConnection:
             self.tunnel.pause_reading()
             return
         if self.queue:
-            conn = self.queue[0].conn
-            if conn is not None:
-                conn.pause_reading()
+            self.queue[0].pause_upstream()
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -217,9 +220,7 @@ class ClientConnection:
             self.tunnel.resume_reading()
             return
         if self.queue:
-            conn = self.queue[0].conn
-            if conn is not None:
-                conn.resume_reading()
+            self.queue[0].resume_upstream()
 
     # --- the fast lane ----------------------------------------------------------------------
     def _fast_request(self, data: bytes) -> bool:
@@ -476,9 +477,15 @@ class ClientConnection:
         """Whether `ex` answers last before a connection that is closing closes."""
         return self.closing and (not self.queue or self.queue[-1] is ex)
 
-    def write(self, data: bytes) -> None:
+    def answer(self, status: int, close: bool) -> int:
+        data = responses.error(status, close=close)
         if not self.closed:
             self.transport.write(data)
+        return len(data)
+
+    def send_continue(self) -> None:
+        if not self.closed:
+            self.transport.write(responses.CONTINUE)
 
     def exchange_done(self, ex: Exchange, now: float = -1.0) -> None:
         queue = self.queue
