@@ -43,6 +43,7 @@ class ParsedSide(ClientSide):
         self.upstreams = svc.upstreams
         self.plan = svc.plan
         self.peer = b"127.0.0.1"
+        self.tls_info = None
         self.closed = self.closing = self.write_paused = False
         self.events: list[tuple[str, Any]] = []
         self.done: asyncio.Future[Exchange] = svc.loop.create_future()

@@ -72,6 +72,7 @@ class ClientSide:
     upstreams: Upstreams
     plan: ListenerPlan  # the listener's plan the request was read under
     peer: bytes  # the client's address, for hash keys and the access log
+    tls_info: tuple[str, str] | None  # (TLS version, cipher) for the access log; None: cleartext
     closed: bool  # the client's connection is gone
     closing: bool  # the connection ends after the answers owed (graceful stop, half-close...)
     write_paused: bool  # the client reads slower than answers come
