@@ -23,35 +23,17 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import tomllib
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 GROUP = "tidegate_native"
 MANIFEST = SRC / "tidegate" / "_native.json"
 
-# What one proxied request runs through, and what those modules call per request.
-MODULES = [
-    "tidegate/http/plain.py",
-    "tidegate/http/request.py",
-    "tidegate/http/exchange.py",
-    "tidegate/http/client_side.py",
-    "tidegate/http/phases.py",
-    "tidegate/http/client.py",
-    "tidegate/http/upstream.py",
-    "tidegate/http/routing.py",
-    "tidegate/http/retry_budget.py",
-    "tidegate/observe/counters.py",
-    "tidegate/balancing/instance.py",
-    "tidegate/balancing/pool.py",
-    "tidegate/balancing/scheduler.py",
-    "tidegate/balancing/schedulers/round_robin.py",
-    "tidegate/balancing/schedulers/weighted_round_robin.py",
-    "tidegate/balancing/schedulers/least_connections.py",
-    "tidegate/balancing/schedulers/p2c.py",
-    "tidegate/balancing/schedulers/weighted_random.py",
-    "tidegate/balancing/schedulers/consistent_hash.py",
-    "tidegate/health/outlier.py",
-]
+# What one proxied request runs through: listed once, in pyproject.toml, for this script and for
+# the build backend (setup.py), which compiles the same modules into the wheel.
+with open(SRC.parent / "pyproject.toml", "rb") as _f:
+    MODULES: list[str] = tomllib.load(_f)["tool"]["tidegate"]["native-modules"]
 
 
 def _digest(path: Path) -> str:

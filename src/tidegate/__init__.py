@@ -7,6 +7,7 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -14,6 +15,9 @@ from pathlib import Path
 from types import ModuleType
 
 __version__ = "0.1.0"
+
+# Why the compiled modules beside the sources are not used (None: used, or there are none).
+_refused: str | None = None
 
 
 class _Sources(importlib.abc.MetaPathFinder):
@@ -34,7 +38,10 @@ class _Sources(importlib.abc.MetaPathFinder):
 
 
 def _native_guard() -> None:
-    """Use the modules compiled by scripts/build_native.py only while their sources are unchanged.
+    """Use the compiled modules only while their sources are unchanged.
+
+    They come from scripts/build_native.py in a source tree or from the wheel's build (setup.py);
+    both record each compiled source's digest in _native.json.
 
     A compiled module shadows its .py file, and the compiled modules call each other directly, so
     one edited source means none of them may be used: all are then imported from source (and this
@@ -57,14 +64,31 @@ def _native_guard() -> None:
     ]
     if not (pure or changed or not recorded):
         return
-    if changed and not pure:
-        print(
-            f"tidegate: {len(changed)} compiled module(s) are older than their source "
-            f"({', '.join(changed[:3])}{', …' if len(changed) > 3 else ''}); running the pure-Python "
-            "modules instead (scripts/build_native.py compiles them again)",
-            file=sys.stderr,
+    global _refused
+    if pure:
+        _refused = "TIDEGATE_PURE=1"
+    elif changed:
+        _refused = f"{len(changed)} compiled module(s) older than their source"
+        # Before any logging is set up this reaches stderr through logging's last resort.
+        logging.getLogger("tidegate").warning(
+            "%s (%s%s); running the pure-Python modules instead (scripts/build_native.py "
+            "compiles them again)",
+            _refused,
+            ", ".join(changed[:3]),
+            ", …" if len(changed) > 3 else "",
         )
+    else:
+        _refused = "unreadable _native.json"
     sys.meta_path.insert(0, _Sources(root, set(recorded)))
+
+
+def hot_path() -> str:
+    """How the gateway's per-request modules run: "compiled" (mypyc) or "pure Python (why)"."""
+    from tidegate.http import exchange
+
+    if not exchange.__file__ or exchange.__file__.endswith(".py"):
+        return f"pure Python ({_refused or 'not compiled'})"
+    return "compiled"
 
 
 _native_guard()

@@ -20,17 +20,35 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Packages a wheel leaves out (pyproject.toml): their commands exist in a source tree only.
+_SOURCE_TREE_ONLY = ("tidegate.bench", "tidegate.testing")
+
+
 def _load(name: str) -> ModuleType | None:
     try:
         return importlib.import_module(COMMANDS[name][0])
     except ModuleNotFoundError as exc:
-        if exc.name == COMMANDS[name][0]:
+        if exc.name == COMMANDS[name][0] or (exc.name or "").startswith(_SOURCE_TREE_ONLY):
             return None  # not part of this build
         raise
 
 
+class _Version(argparse.Action):
+    """Like argparse's version action, but the hot path is only imported when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        import tidegate
+
+        print(f"tidegate {tidegate.__version__} (hot path: {tidegate.hot_path()})")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tidegate", description=__doc__)
+    parser.add_argument("--version", action=_Version, help="print the version and how the hot path runs")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         module = _load(name)
