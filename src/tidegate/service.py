@@ -21,6 +21,16 @@ if TYPE_CHECKING:
 C = TypeVar("C", bound=Collector)
 
 
+class SectionError(Exception):
+    """A section that cannot run as configured here (its message says why and what to do).
+
+    Kinds with something that can fail beyond the config's own validation (an interface that is
+    not there, a log file that cannot be opened) offer `check_section(new_cfg, running_cfg)`
+    beside `make_service` (running_cfg is None for a section a reload adds): it raises this, and
+    the runtime calls it for every section of a reloaded config before it changes anything, so a
+    reload either applies whole or is refused whole."""
+
+
 class Service(Protocol):
     name: str
 

@@ -55,6 +55,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add.add_argument("address")
     add.add_argument("--weight", type=int, default=1)
     add.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE")
+    sub.add_parser(
+        "self-upgrade",
+        help="a new tidegate process from the code installed now takes over (as SIGUSR2); "
+        "waits until it is current",
+    )
     rm = sub.add_parser("remove", help="drain an instance, then remove it")
     rm.add_argument("pool")
     rm.add_argument("address")
@@ -140,6 +145,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "status":
             return _status(args)
+        if args.action == "self-upgrade":
+            args.timeout = max(args.timeout, 90.0)  # the new process starts and takes over first
+            _, doc = call(args, "POST", "/api/self-upgrade")
+            print(f"upgraded: pid {doc['pid']} is current; the old process drains and exits")
+            return 0
         path = _instance_path(args.pool, args.address)
         if args.action in ("drain", "enable", "maint"):
             _, doc = call(args, "POST", f"{path}/{args.action}")

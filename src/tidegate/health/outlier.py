@@ -120,6 +120,17 @@ class OutlierDetector:
                 r.until = None
                 r.readmitted_at = now
 
+    def incident(self, inst: Instance) -> tuple[int, float | None]:
+        """How many ejections the current incident has had, and when the one in force ends."""
+        r = self._records.get(inst)
+        return (r.ejections, r.until) if r is not None else (0, None)
+
+    def resume(self, inst: Instance, ejections: int, until: float | None) -> None:
+        """Take up an incident another process saw (a self-upgrade hands it over)."""
+        r = self._records.setdefault(inst, _Record())
+        r.ejections = ejections
+        r.until = until
+
     def forget_missing(self, members: Sequence[Instance]) -> None:
         keep = set(members)
         for inst in [i for i in self._records if i not in keep]:

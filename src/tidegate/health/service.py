@@ -158,6 +158,41 @@ class HealthService:
         for _ in range(n):
             await self._watches[pool].round_done.wait()
 
+    # --- a self-upgrade hands the verdicts to the new process (control/runtime/handover_state.py)
+    def verdicts(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per pool and instance: the checks' verdict, the ejection incident and its time left."""
+        now = self._now()
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for name, w in self._watches.items():
+            mine = out[name] = {}
+            for inst in w.pool:
+                rf = w.checks.get(inst)
+                ejections, until = w.detector.incident(inst)
+                mine[inst.address] = {
+                    "healthy": rf.healthy if rf is not None else True,
+                    "ejections": ejections,
+                    "ejected_for": None if until is None else max(0.0, until - now),
+                }
+        return out
+
+    def adopt(self, verdicts: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> None:
+        """Start from the previous process's verdicts (called right after start, before the first
+        check round): a dead instance stays out until `rise` checks pass, an ejection runs out."""
+        now = self._now()
+        for name, by_address in verdicts.items():
+            w = self._watches.get(name)
+            if w is None:
+                continue
+            hc = w.cfg.health
+            for address, v in by_address.items():
+                inst = w.pool.get(address)
+                if inst is None:
+                    continue
+                if w.checking:
+                    w.checks[inst] = RiseFall(hc.rise, hc.fall, bool(v["healthy"]))
+                left = v.get("ejected_for")
+                w.detector.resume(inst, int(v.get("ejections", 0)), None if left is None else now + left)
+
     # --- following the config -------------------------------------------------------------
     def _apply(self, config: Config, pools: Mapping[str, Pool]) -> None:
         wanted = {pc.name: pc for pc in config.pools if pc.name in pools}

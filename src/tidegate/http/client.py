@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Final
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser, parse_url
 
+from tidegate.http import responses
 from tidegate.http.attempts import BodyError, BodyStore, BodyTooLarge, SpoolError
+from tidegate.http.client_side import ClientSide
 from tidegate.http.exchange import Exchange
 from tidegate.http.headers import REQUEST_HEADERS, VIA, Req, connection_tokens
 from tidegate.http.plain import VIA_END, RequestLane
@@ -38,6 +40,10 @@ if TYPE_CHECKING:
 # After answering an error on a stream whose request body was not read, keep reading (and
 # discarding) this long before closing, so the client sees the answer rather than a reset.
 LINGER_SECONDS: Final = 2.0
+# On a graceful stop, an idle keep-alive connection is closed once it has stayed idle this long;
+# a request it sends meanwhile is answered with `Connection: close`. Closing it at once races the
+# client's next request on it, which the client then sees fail (RFC 9112 §9.6; wrk counts it).
+STOP_IDLE_SECONDS: Final = 1.0
 
 
 _PROTO_HTTP: Final = b"X-Forwarded-Proto: http\r\n"
@@ -48,9 +54,10 @@ class _Reject(Exception):
     pass
 
 
-class ClientConnection:
+class ClientConnection(ClientSide):
     """An asyncio protocol (duck-typed: not an `asyncio.Protocol` subclass, so that mypyc
-    compiles it to a native class; uvloop only calls the methods)."""
+    compiles it to a native class; uvloop only calls the methods), and the client side of its
+    exchanges (http/client_side.py): responses pass through as HTTP/1.1 bytes."""
 
     __slots__ = (
         "closed",
@@ -70,6 +77,7 @@ class ClientConnection:
         "plan",
         "proto_line",
         "queue",
+        "raw_http1",
         "read_paused",
         "reject",
         "req",
@@ -85,6 +93,7 @@ class ClientConnection:
     )
 
     def __init__(self, svc: HttpService) -> None:
+        self.raw_http1 = True
         self.svc = svc
         self.loop = svc.loop
         self.upstreams = svc.upstreams
@@ -203,9 +212,7 @@ class ClientConnection:
             self.tunnel.pause_reading()
             return
         if self.queue:
-            conn = self.queue[0].conn
-            if conn is not None:
-                conn.pause_reading()
+            self.queue[0].pause_upstream()
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -213,9 +220,7 @@ class ClientConnection:
             self.tunnel.resume_reading()
             return
         if self.queue:
-            conn = self.queue[0].conn
-            if conn is not None:
-                conn.resume_reading()
+            self.queue[0].resume_upstream()
 
     # --- the fast lane ----------------------------------------------------------------------
     def _fast_request(self, data: bytes) -> bool:
@@ -472,9 +477,15 @@ class ClientConnection:
         """Whether `ex` answers last before a connection that is closing closes."""
         return self.closing and (not self.queue or self.queue[-1] is ex)
 
-    def write(self, data: bytes) -> None:
+    def answer(self, status: int, close: bool) -> int:
+        data = responses.error(status, close=close)
         if not self.closed:
             self.transport.write(data)
+        return len(data)
+
+    def send_continue(self) -> None:
+        if not self.closed:
+            self.transport.write(responses.CONTINUE)
 
     def exchange_done(self, ex: Exchange, now: float = -1.0) -> None:
         queue = self.queue
@@ -494,12 +505,14 @@ class ClientConnection:
         if queue:
             queue[0].start()
             return
-        if self.closing:
+        if self.closing and (self.parser is None or not self.svc.stopping):
             self._close(linger=self.parser is None)
             return
         if not self.parsing:
             self.since = now if now >= 0 else self.loop.time()
-            self.idle_limit = self.plan.idle_timeout
+            # A graceful stop came after this answer's head said keep-alive: the client may be
+            # sending its next request already. That one is answered with `Connection: close`.
+            self.idle_limit = STOP_IDLE_SECONDS if self.closing else self.plan.idle_timeout
         if self.read_paused and self.early is None:
             self.read_paused = False
             self.transport.resume_reading()
@@ -534,10 +547,20 @@ class ClientConnection:
             self.transport.close()
 
     def shutdown(self) -> None:
-        """Graceful stop: idle connections close now, busy ones after their current answer."""
+        """Graceful stop: busy connections close after their current answer (`Connection:
+        close`), idle ones once idle for STOP_IDLE_SECONDS or after the answer to a request
+        they send meanwhile."""
         self.closing = True
-        if not self.queue and not self.parsing and self.tunnel is None:
-            self.transport.close()
+        if (
+            not self.queue
+            and not self.parsing
+            and self.tunnel is None
+            and self.idle_limit == self.plan.idle_timeout
+        ):
+            # Idle after an answer. (A connection not yet used keeps its header timeout: its
+            # first request is on its way, and a stalled loop would otherwise cut it unread.)
+            self.since = self.loop.time()
+            self.idle_limit = min(self.idle_limit, STOP_IDLE_SECONDS)
 
     def abort(self) -> None:
         self.transport.abort()

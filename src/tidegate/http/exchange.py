@@ -30,13 +30,12 @@ from typing import TYPE_CHECKING, Final
 
 from tidegate.balancing.instance import Instance
 from tidegate.balancing.transitions import Event
-from tidegate.http import responses
 from tidegate.http.attempts import GIVE_UP_STATUS, BodyError, Decision, Failure, decide
 from tidegate.http.request import Request
 from tidegate.http.routing import Target
 
 if TYPE_CHECKING:
-    from tidegate.http.client import ClientConnection
+    from tidegate.http.client_side import ClientSide
     from tidegate.http.upstream import UpstreamConnection
 
 log = logging.getLogger("tidegate.http")
@@ -82,7 +81,7 @@ class Exchange:
     broken = False  # the client stream cannot be trusted / the answer was cut
     body_sent = True
     body_task: asyncio.Task[None] | None = None
-    canned: bytes | None = None
+    canned = 0  # the gateway's own answer (a status), given before the exchange started
     local_error = 0
     progress = 0  # bumped on upstream activity; the sweeper times out a still one
     watch = -1
@@ -94,7 +93,7 @@ class Exchange:
     plain = False
 
     def __init__(
-        self, client: ClientConnection, req: Request, target: Target | None, plain: bool | None = None
+        self, client: ClientSide, req: Request, target: Target | None, plain: bool | None = None
     ) -> None:
         self.client = client
         self.req = req
@@ -114,26 +113,25 @@ class Exchange:
             self.plain = plain
 
     @classmethod
-    def error(cls, client: ClientConnection, req: Request, status: int) -> Exchange:
+    def error(cls, client: ClientSide, req: Request, status: int) -> Exchange:
         """An exchange that only answers the gateway's own error and closes the connection."""
         ex = cls(client, req, None)
-        ex.canned = responses.error(status, close=True)
-        ex.status = status
+        ex.canned = ex.status = status
         ex.close_client = ex.broken = True
         return ex
 
     # --- driven by the client connection ----------------------------------------------------
     def start(self) -> None:
         canned = self.canned
-        if canned is not None:
-            self.client.write(canned)
+        if canned:
+            self.client.answer(canned, True)
             self.finished = True
             self.client.exchange_done(self)
             return
         req = self.req
         client = self.client
         if req.expect_continue and not req.complete:
-            client.write(responses.CONTINUE)
+            client.send_continue()
         target = self.target
         if target is not None and req.body is None and req.upgrade is None:
             self._begin(target)
@@ -156,8 +154,7 @@ class Exchange:
         self.local_error = status
         self.close_client = self.broken = True
         if self.task is None and not self.fast:
-            self.canned = responses.error(status, close=True)
-            self.status = status
+            self.canned = self.status = status
         elif self.task is not None and self.running and not self.task.done():
             self.task.cancel()
         # else: the task has not run yet and sees local_error first thing
@@ -199,7 +196,7 @@ class Exchange:
             return
         if client_stalls:
             self.fail_local(408)
-        elif conn.committed and conn.head_out is None:
+        elif conn.committed and not conn.head_due:
             conn.discard()
             self.response_broken(conn)
         else:
@@ -448,13 +445,23 @@ class Exchange:
         close = not req.keep_alive or not req.complete or client.last_answer(self)
         if req.upgrade is not None and status != 101:
             close = True
-        if conn.commit(status, req.version == b"1.0", req.is_head, close):
+        if conn.commit(client, status, req.version == b"1.0", req.is_head, close):
             self.close_client = self.closed_by_head = True
         self.response_started = True
         self.status = status
-        conn.client_tr = client.transport
         if client.write_paused:
             conn.pause_reading()
+
+    def pause_upstream(self) -> None:
+        """The client side's buffer is full: stop reading the response from the instance."""
+        conn = self.conn
+        if conn is not None:
+            conn.pause_reading()
+
+    def resume_upstream(self) -> None:
+        conn = self.conn
+        if conn is not None:
+            conn.resume_reading()
 
     def plain_done(self, conn: UpstreamConnection, reusable: bool) -> None:
         """The upstream fast lane passed the whole response on. Without a task, this is
@@ -519,9 +526,7 @@ class Exchange:
         self.status = status
         if close:
             self.close_client = True
-        answer = responses.error(status, close=close)
-        self.bytes_out += len(answer)
-        client.write(answer)
+        self.bytes_out += client.answer(status, close)
 
     def _log(self) -> None:
         req = self.req

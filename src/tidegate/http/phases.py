@@ -106,7 +106,7 @@ def _flat() -> bytes:
 _TABLE: Final = _flat()
 
 
-class PhaseError(RuntimeError):
+class PhaseError(Exception):
     """An event the exchange's phase does not allow: a bug in the gateway."""
 
     def __init__(self, phase: int, event: int) -> None:

@@ -27,7 +27,7 @@ from tidegate.http.tls import ListenerTls, TlsListener
 from tidegate.http.tls_metrics import TlsCollector
 from tidegate.http.upstream import Upstreams
 from tidegate.listening import stream_listener
-from tidegate.service import Host
+from tidegate.service import Host, SectionError
 
 log = logging.getLogger("tidegate.http")
 
@@ -105,9 +105,7 @@ class HttpService:
         if self.server is not None:
             self.server.close()
         busy = sum(1 for c in self.conns if c.queue or c.tunnel is not None)
-        log.info(
-            "%s: stopping; %d connections in flight, %d idle closed", self.name, busy, len(self.conns) - busy
-        )
+        log.info("%s: stopping; %d connections in flight, %d idle", self.name, busy, len(self.conns) - busy)
         for conn in list(self.conns):
             conn.shutdown()
         if self.conns:
@@ -153,6 +151,15 @@ class HttpService:
         if routes.default is not None:
             out.append(routes.default)
         return out
+
+
+def check_section(cfg: HttpConfig, running: HttpConfig | None) -> None:
+    """What a reload checks before it changes anything: a new access log can be opened."""
+    if cfg.access_log and cfg.access_log != "-" and (running is None or running.access_log != cfg.access_log):
+        try:
+            AccessLog(cfg.access_log).close()
+        except OSError as exc:
+            raise SectionError(f"access_log {cfg.access_log!r} cannot be opened: {exc.strerror or exc}") from None
 
 
 def bind_sockets(cfg: HttpConfig) -> list[socket.socket]:

@@ -33,6 +33,7 @@ from tidegate.http.plain import ResponseLane
 from tidegate.http.responses import reason as default_reason
 
 if TYPE_CHECKING:
+    from tidegate.http.client_side import ClientSide
     from tidegate.http.exchange import Exchange
 
 # Idle keep-alive connections to an instance are closed after this long. Below the 5 s that
@@ -44,6 +45,12 @@ MAX_IDLE_PER_INSTANCE: Final = 256
 _STATUS_LINES: dict[int, bytes] = {}
 _VIA_LINE: Final = b"Via: " + VIA + b"\r\n"
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
+
+
+def _field(line: bytes) -> tuple[bytes, bytes]:
+    """(name, value) of a header line as on_header stored it: `name: value` and CRLF."""
+    name, _, value = line.partition(b": ")
+    return name, value[:-2]
 
 
 def _status_line(status: int, reason: bytes) -> bytes:
@@ -69,8 +76,10 @@ class UpstreamConnection:
         "drain_waiter",
         "draining",
         "ex",
+        "fields",
         "fresh",
         "got_bytes",
+        "head_due",
         "head_out",
         "headers_done",
         "hold_head",
@@ -82,9 +91,11 @@ class UpstreamConnection:
         "lines",
         "out_bytes",
         "parser",
+        "raw",
         "read_paused",
         "reason",
         "reused",
+        "sink",
         "status",
         "te_chunked",
         "transport",
@@ -111,8 +122,14 @@ class UpstreamConnection:
         self.idle_since = 0.0
         self.tunnel: asyncio.Transport | None = None
         self.committed = False
+        # Where the committed response goes: raw, HTTP/1.1 bytes to the client's transport; else
+        # parsed, to the client side's response_head/data/end (http/client_side.py).
+        self.raw = True
         self.client_tr: asyncio.Transport = None  # type: ignore[assignment]
-        self.head_out: bytes | None = None
+        self.sink: ClientSide | None = None
+        self.head_due = False  # committed, and the head not yet given to the client
+        self.head_out: bytes | None = None  # that head, raw
+        self.fields: list[tuple[bytes, bytes]] | None = None  # that head, parsed
         self.hold_head = False
         self.chunk_out = False
         self.out_bytes = 0
@@ -138,6 +155,7 @@ class UpstreamConnection:
         self.fresh = True
         self.got_bytes = False
         self.committed = False
+        self.head_due = False
         self.head_out = None
         self.out_bytes = 0
 
@@ -145,6 +163,7 @@ class UpstreamConnection:
         """Forget the exchange and close: the rest of this response is of no use."""
         self.ex = None
         self.committed = False
+        self.sink = None
         if not self.closed:
             self.transport.close()
 
@@ -194,7 +213,7 @@ class UpstreamConnection:
         except HttpParserError:
             self._protocol_error()
             return
-        if self.head_out is not None and self.ex is not None and not self.hold_head:
+        if self.head_due and self.ex is not None and not self.hold_head:
             self._flush_head()
 
     def eof_received(self) -> bool | None:
@@ -219,7 +238,7 @@ class UpstreamConnection:
             if self.headers_done and self.cl is None and not self.te_chunked:
                 # A close-delimited body (RFC 9112 §6.3 rule 8) ends here, complete.
                 self._complete(reusable=False)
-            elif self.head_out is not None:
+            elif self.head_due:
                 # Its head was held and nothing reached the client: a failed attempt after all.
                 self.ex = None
                 ex.response_withdrawn()
@@ -328,11 +347,18 @@ class UpstreamConnection:
     def on_body(self, body: bytes) -> None:
         if not self.committed:
             return
+        if not self.raw:
+            if self.head_due:
+                self._flush_head()
+            self.out_bytes += len(body)
+            self.sink.response_data(body)  # type: ignore[union-attr]
+            return
         if self.chunk_out:
             body = b"%x\r\n%b\r\n" % (len(body), body)
         head = self.head_out
         if head is not None:
             self.head_out = None
+            self.head_due = False
             body = head + body
         self.out_bytes += len(body)
         self.client_tr.write(body)
@@ -346,13 +372,32 @@ class UpstreamConnection:
         self._complete(reusable=self.keep_alive)
 
     # --- the response, towards the client ---------------------------------------------------
-    def commit(self, status: int, client_http10: bool, no_body: bool, close: bool) -> bool:
-        """Accept this response for the client: build its head. Returns whether it closes."""
-        parts = [_status_line(status, self.reason)]
+    def commit(self, sink: ClientSide, status: int, client_http10: bool, no_body: bool, close: bool) -> bool:
+        """Accept this response for the client side `sink`: build its head. Returns whether the
+        client's connection closes after it."""
         lines = self.lines
         if self.conn_tokens:
             drop = {t + b":" for t in self.conn_tokens}
             lines = [ln for ln in lines if ln[: ln.index(b":") + 1].lower() not in drop]
+        # A short body of known length is all but sent with its head: the head waits for it, so
+        # an instance that dies in between has shown the client nothing and the attempt can be
+        # retried. A streamed body (chunked, or long) gets its head at once, as before.
+        cl = self.cl
+        self.hold_head = cl is not None and len(cl) <= 5 and status != 101
+        self.committed = self.head_due = True
+        if not sink.raw_http1:
+            self.raw = False
+            self.sink = sink
+            self.chunk_out = False
+            fields = [_field(ln) for ln in lines]
+            fields.append((b"via", VIA))
+            if cl is not None and status != 204:
+                fields.append((b"content-length", cl))
+            self.fields = fields
+            return close
+        self.raw = True
+        self.client_tr = sink.transport
+        parts = [_status_line(status, self.reason)]
         parts.extend(lines)
         parts.append(_VIA_LINE)
         chunk_out = False
@@ -363,10 +408,10 @@ class UpstreamConnection:
             close = False
         else:
             if no_body or status in _NO_BODY_STATUSES:
-                if self.cl is not None and status != 204:
-                    parts.append(b"Content-Length: " + self.cl + b"\r\n")
-            elif self.cl is not None:
-                parts.append(b"Content-Length: " + self.cl + b"\r\n")
+                if cl is not None and status != 204:
+                    parts.append(b"Content-Length: " + cl + b"\r\n")
+            elif cl is not None:
+                parts.append(b"Content-Length: " + cl + b"\r\n")
             elif not client_http10:
                 parts.append(b"Transfer-Encoding: chunked\r\n")
                 chunk_out = True
@@ -378,16 +423,17 @@ class UpstreamConnection:
                 parts.append(b"Connection: keep-alive\r\n")
         parts.append(b"\r\n")
         self.head_out = b"".join(parts)
-        # A short body of known length is all but sent with its head: the head waits for it, so
-        # an instance that dies in between has shown the client nothing and the attempt can be
-        # retried. A streamed body (chunked, or long) gets its head at once, as before.
-        cl = self.cl
-        self.hold_head = cl is not None and len(cl) <= 5 and status != 101
         self.chunk_out = chunk_out
-        self.committed = True
         return close
 
     def _flush_head(self) -> None:
+        self.head_due = False
+        if not self.raw:
+            fields = self.fields
+            self.fields = None
+            if fields is not None:
+                self.sink.response_head(self.status, fields)  # type: ignore[union-attr]
+            return
         head = self.head_out
         if head is not None:
             self.head_out = None
@@ -398,14 +444,21 @@ class UpstreamConnection:
         ex = self.ex
         if ex is None:
             return
-        tail = b"0\r\n\r\n" if self.chunk_out else b""
-        head = self.head_out
-        if head is not None:
-            self.head_out = None
-            tail = head + tail
-        if tail:
-            self.out_bytes += len(tail)
-            self.client_tr.write(tail)
+        if not self.raw:
+            if self.head_due:
+                self._flush_head()
+            self.sink.response_end()  # type: ignore[union-attr]
+            self.sink = None
+        else:
+            tail = b"0\r\n\r\n" if self.chunk_out else b""
+            head = self.head_out
+            if head is not None:
+                self.head_out = None
+                self.head_due = False
+                tail = head + tail
+            if tail:
+                self.out_bytes += len(tail)
+                self.client_tr.write(tail)
         self.ex = None
         self.committed = False
         self.inst.counters.bytes_out += self.out_bytes
@@ -414,7 +467,7 @@ class UpstreamConnection:
 
     def _upgraded(self, rest: bytes) -> None:
         ex = self.ex
-        if ex is None or not self.committed or self.status != 101:
+        if ex is None or not self.committed or self.status != 101 or not self.raw:
             self._protocol_error()
             return
         self._flush_head()

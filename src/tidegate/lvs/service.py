@@ -5,7 +5,9 @@
 and up, the admin API quiesces one by setting its weight to 0 (no new connections; existing ones
 continue, since the connection table holds them), and `connections` of an instance in
 GET /api/pools is its active (ESTABLISHED) connection count, which reaches 0 once the quiesced
-server's connections are over. An engine that cannot run here says why and the process exits 2.
+server's connections are over. An engine that cannot run here says why and the process exits 2
+at start; on a reload, `check_section` runs the same checks first, so a reload to an [lvs] that
+cannot run is refused and the running director is left as it was.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from collections.abc import Mapping
 from tidegate.balancing.pool import Pool
 from tidegate.config.model import Config, LvsConfig, split_address
 from tidegate.lvs.conntable import ConnTable, RsStats
-from tidegate.lvs.ipvs_engine import IpvsEngine
+from tidegate.lvs.director import Mode
+from tidegate.lvs.ipvs_engine import IpvsEngine, IpvsUnavailable, probe
 from tidegate.lvs.metrics import LvsCollector
 from tidegate.lvs.tcp_state import Timeouts
-from tidegate.lvs.userspace import EngineError, UserspaceEngine
-from tidegate.service import Host
+from tidegate.lvs.userspace import EngineError, UserspaceEngine, preflight
+from tidegate.service import Host, SectionError
 
 log = logging.getLogger("tidegate.lvs")
 
@@ -38,6 +41,28 @@ def timeouts_of(cfg: LvsConfig) -> Timeouts:
         last_ack=t.last_ack,
         udp=t.udp,
     )
+
+
+# What a reload can change only by restarting the director (its connection table is lost).
+FIXED = ("mode", "engine", "vip", "interface", "protocol")
+
+
+def _restarts(old: LvsConfig, new: LvsConfig) -> bool:
+    return any(getattr(old, k) != getattr(new, k) for k in FIXED)
+
+
+def check_section(cfg: LvsConfig, running: LvsConfig | None) -> None:
+    """Before a reload changes anything: can an engine run with this section here? Only asked
+    when the reload would start a director (a new section, or one of FIXED changed)."""
+    if running is not None and not _restarts(running, cfg):
+        return
+    try:
+        if cfg.engine == "ipvs":
+            probe()
+        else:
+            preflight(Mode(cfg.mode), split_address(cfg.vip)[0], cfg.interface)
+    except (EngineError, IpvsUnavailable) as exc:
+        raise SectionError(f"the {cfg.engine} engine cannot run: {exc}") from None
 
 
 class LvsService:
@@ -71,12 +96,15 @@ class LvsService:
         )
 
     async def start(self) -> None:
-        engine = self._make_engine()
         try:
-            await engine.start()
+            await self._start_engine()
         except EngineError as exc:
             print(f"tidegate: lvs ({self.cfg.engine} engine): {exc}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
+
+    async def _start_engine(self) -> None:
+        engine = self._make_engine()
+        await engine.start()
         self.engine = engine
         log.info(
             "lvs: %s mode, %s engine, %s on %s, pool %s (%s)",
@@ -100,15 +128,23 @@ class LvsService:
         self.table._by_state = self.table.timeouts.by_state()
         if self.engine is None:
             return
-        fixed = ("mode", "engine", "vip", "interface", "protocol")
-        if any(getattr(old, k) != getattr(new, k) for k in fixed):
+        if _restarts(old, new):
             log.warning(
-                "lvs: %s changed; restarting the director (its connection table is lost)", ", ".join(fixed)
+                "lvs: %s changed; restarting the director (its connection table is lost)",
+                ", ".join(k for k in FIXED if getattr(old, k) != getattr(new, k)),
             )
             await self.engine.stop(0.0, self._established)
             self.table = ConnTable(timeouts_of(new))
             self.engine = None
-            await self.start()
+            try:
+                await self._start_engine()
+            except EngineError as exc:  # check_section passed moments ago: the host changed since
+                log.error("lvs: the new section did not start (%s); back on the previous one", exc)
+                self.cfg = old
+                try:
+                    await self._start_engine()
+                except EngineError as again:
+                    log.error("lvs: the previous section did not start again either (%s); no director", again)
             return
         self.engine.set_pool(self.pool)
 

@@ -32,6 +32,30 @@ class EngineError(Exception):
     """The engine cannot run here; the message says why and what to do."""
 
 
+def preflight(mode: Mode, vip: str, ifname: str) -> netinfo.Interface:
+    """What must hold before the engine starts (EngineError says what does not): the interface
+    exists, the kernel neither forwards on it nor owns the VIP, TUN has a source address. Also
+    what a reload checks before it changes anything (lvs/service.py)."""
+    try:
+        iface = netinfo.interface(ifname)
+    except netinfo.InterfaceError as exc:
+        raise EngineError(str(exc)) from None
+    if netinfo.forwarding(ifname):
+        raise EngineError(
+            f"IPv4 forwarding is on for {ifname}: the kernel would forward the VIP's packets "
+            f"(and, in NAT, the real servers' replies) itself, next to the director. "
+            f"Turn it off: sysctl net.ipv4.conf.{ifname}.forwarding=0"
+        )
+    if netinfo.is_local(vip):
+        raise EngineError(
+            f"the VIP {vip} is configured on this host: its kernel would answer the clients' "
+            "SYNs itself. Remove it; the director answers ARP for the VIP on its own."
+        )
+    if mode is Mode.TUN and iface.ipv4 is None:
+        raise EngineError(f"TUN mode needs an IPv4 address on {ifname} as the tunnels' source")
+    return iface
+
+
 class UserspaceEngine:
     def __init__(
         self,
@@ -65,23 +89,7 @@ class UserspaceEngine:
 
     # --- start ------------------------------------------------------------------------------
     async def start(self) -> None:
-        try:
-            iface = await asyncio.to_thread(netinfo.interface, self.ifname)
-        except netinfo.InterfaceError as exc:
-            raise EngineError(str(exc)) from None
-        if await asyncio.to_thread(netinfo.forwarding, self.ifname):
-            raise EngineError(
-                f"IPv4 forwarding is on for {self.ifname}: the kernel would forward the VIP's packets "
-                f"(and, in NAT, the real servers' replies) itself, next to the director. "
-                f"Turn it off: sysctl net.ipv4.conf.{self.ifname}.forwarding=0"
-            )
-        if await asyncio.to_thread(netinfo.is_local, self.vip_text):
-            raise EngineError(
-                f"the VIP {self.vip_text} is configured on this host: its kernel would answer the clients' "
-                "SYNs itself. Remove it; the director answers ARP for the VIP on its own."
-            )
-        if self.mode is Mode.TUN and iface.ipv4 is None:
-            raise EngineError(f"TUN mode needs an IPv4 address on {self.ifname} as the tunnels' source")
+        iface = await asyncio.to_thread(preflight, self.mode, self.vip_text, self.ifname)
         self.iface = iface
         self.director = Director(
             mode=self.mode,

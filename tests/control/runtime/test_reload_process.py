@@ -59,15 +59,4 @@ def test_sighup_starts_an_added_http_section_and_stops_a_removed_one(
     assert get(first) == b"a"
 
 
-def test_an_lvs_section_that_cannot_run_added_by_a_reload_is_an_error_not_an_exit(
-    start_tidegate: Callable[..., Proc], backend: Backend
-) -> None:
-    # At start, an [lvs] engine that cannot run exits the process (status 2). Added by a reload,
-    # it must not take the running process down: it says why, and the rest of the reload applies.
-    proc = start_tidegate(config(backend, "127.0.0.1:0"))
-    lvs = '[lvs]\nvip = "198.18.0.100:80"\ninterface = "tidegate-none0"\npool = "web"\nengine = "userspace"\n'
-    mark = reload(proc, config(backend, "127.0.0.1:0", "127.0.0.1:0") + lvs)
-    proc.wait_for_new(r"the new \[lvs\] section did not start", mark, timeout=5)
-    proc.wait_for_new(r"tidegate: http\.1 listening on", mark, timeout=5)
-    assert proc.popen.poll() is None
-    assert get(proc.address("http.1")) == b"a"
+# An [lvs] that cannot run, added by a reload: the reload is refused whole (test_reload_refused.py).

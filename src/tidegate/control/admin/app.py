@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tidegate.control.admin import operations as ops
 from tidegate.control.admin.bodies import NewInstance, Weight, parse_body
-from tidegate.control.admin.dashboard import DASHBOARD_HTML, static_file
+from tidegate.control.admin.dashboard import dashboard_html, static_file
 from tidegate.control.admin.openapi import openapi_document
 from tidegate.control.admin.operations import ApiError
 from tidegate.control.admin.routes import NoRoute, WrongMethod, resolve
@@ -117,14 +117,14 @@ class AdminApp:
 
     # --- one method per route (routes.py) --------------------------------------------------------
     async def dashboard(self, call: Call) -> Response:
-        return Response(200, DASHBOARD_HTML.encode(), "text/html; charset=utf-8")
+        return Response(200, dashboard_html(), "text/html; charset=utf-8")
 
     async def static(self, call: Call) -> Response:
         found = static_file(call.params["name"])
         if found is None:
             raise ApiError(404, f"no such file: {call.params['name']}")
         body, content_type = found
-        # The page asks for these with ?v=STATIC_VERSION, so a day's caching outlives no update.
+        # The page asks for these with ?v=static_version(), so a day's caching outlives no update.
         return Response(200, body, content_type, ((b"cache-control", b"public, max-age=86400"),))
 
     async def history(self, call: Call) -> Response:
@@ -144,6 +144,12 @@ class AdminApp:
 
     async def metrics(self, call: Call) -> Response:
         return Response(200, generate_latest(self.svc.registry), CONTENT_TYPE_LATEST)
+
+    async def self_upgrade(self, call: Call) -> Response:
+        ok, outcome = await self.svc.runtime.self_upgrade()
+        if ok:
+            return json_response({"upgraded": True, "pid": int(outcome.removeprefix("pid "))})
+        raise ApiError(409 if "under way" in outcome else 500, f"self-upgrade failed: {outcome}")
 
     async def list_pools(self, call: Call) -> Response:
         return json_response({"pools": self.svc.pools_json()})

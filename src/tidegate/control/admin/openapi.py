@@ -210,12 +210,23 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
+SCHEMAS["SelfUpgrade"] = {
+    "type": "object",
+    "required": ["upgraded", "pid"],
+    "properties": {
+        "upgraded": {"type": "boolean"},
+        "pid": {"type": "integer", "description": "the new process, current from now on"},
+    },
+    "additionalProperties": False,
+}
+
 _ERROR_RESPONSES = {
     400: ("BadRequest", "bad input (JSON, address, weight, field); nothing changed"),
     401: ("Unauthorized", "admin.token is set and the Bearer token is missing or wrong"),
     404: ("NotFound", "unknown pool, instance or route"),
     405: ("MethodNotAllowed", "wrong method for this path (see Allow)"),
-    409: ("Conflict", "the instance is already in the pool"),
+    409: ("Conflict", "the instance is already in the pool; a self-upgrade is under way already"),
+    500: ("UpgradeFailed", "the new process did not start or become ready; this one serves on (why: error)"),
     503: (
         "RegistryUnavailable",
         "[registry] type = etcd and etcd could not be reached (the change was never sent) or"

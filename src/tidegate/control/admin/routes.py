@@ -219,6 +219,16 @@ ROUTES: tuple[Route, ...] = (
         CHANGE_ERRORS,
         body=Weight,
     ),
+    Route(
+        "POST",
+        "/api/self-upgrade",
+        "self_upgrade",
+        "selfUpgrade",
+        "SIGUSR2: a new process from the code installed now takes the listeners and the operator "
+        "state over; answered once it is current (this process then drains and exits)",
+        (Reply(200, "the new process is current", "SelfUpgrade"),),
+        (401, 405, 409, 500),
+    ),
 )
 
 

@@ -277,7 +277,9 @@ class EtcdRegistry:
     # --- writing (the admin API) -------------------------------------------------------------
     async def _write(self, pool: str, key: str, value: bytes | None) -> None:
         known = self.snapshot.get(key)
-        unsure = UnsureWrite(pool, key, value, self.snapshot.revision, known is not None and known[1] is not None)
+        unsure = UnsureWrite(
+            pool, key, value, self.snapshot.revision, known is not None and known[1] is not None
+        )
         try:
             if value is None:
                 revision = await self.client.delete(key)

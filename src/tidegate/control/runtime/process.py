@@ -1,9 +1,18 @@
 """One tidegate process: every layer the config names, its pools, reload and graceful stop.
 
-Signals: SIGHUP re-reads the config file; a bad file is reported and changes nothing. SIGTERM and
-SIGINT stop gracefully (each service closes its listeners, finishes in-flight work up to the
-grace period, then exits). The process prints one line per listener and then `tidegate: ready`
-on stderr, which is what scripts and tests wait for.
+Signals: SIGHUP re-reads the config file and applies it whole or not at all: a bad file, a new
+listener that cannot bind or a section that cannot run here (tidegate.service.SectionError) is
+reported and changes nothing, since all of that is checked before anything changes.
+SIGUSR2 starts a new process from the code installed now, which takes the listening sockets and
+the operator state over (selfupgrade.py); this one then leaves. SIGTERM and SIGINT stop
+gracefully (each service closes its listeners, finishes in-flight work up to the grace period,
+then exits). The process prints one line per listener and then `tidegate: ready` on stderr,
+which is what scripts and tests wait for.
+
+The runtime binds every listener itself (through the kinds' `bind_sockets`) and keeps a
+duplicate of each socket beside the service serving it, so a self-upgrade can send them all to
+the new process whatever the service does with its own; a duplicate is closed when its service
+stops listening, so a removed or stopped listener still refuses at once.
 """
 
 from __future__ import annotations
@@ -12,10 +21,11 @@ import asyncio
 import gc
 import importlib
 import logging
+import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +35,26 @@ from tidegate.balancing.pool import Pool
 from tidegate.config import Config, ConfigError, load_config
 from tidegate.config.load import FileCheck
 from tidegate.config.locate import Path as ConfigPath
+from tidegate.control.runtime.handover_state import restore
 from tidegate.control.runtime.pools import build_pools, reload_pools
-from tidegate.control.runtime.sections import REPEATABLE, Section, plan_sections, sections_of
-from tidegate.service import C, Figures, Names, Service
+from tidegate.control.runtime.sections import (
+    REPEATABLE,
+    Key,
+    Section,
+    SectionPlan,
+    plan_sections,
+    sections_of,
+)
+from tidegate.control.runtime.selfupgrade import (
+    Inherited,
+    Upgrader,
+    follow_old,
+    notify,
+    reloading,
+    remove_pid_file,
+    write_pid_file,
+)
+from tidegate.service import C, Figures, Names, SectionError, Service
 
 if TYPE_CHECKING:
     from tidegate.control.registry.service import EtcdRegistry
@@ -71,6 +98,14 @@ _BINDERS: dict[str, str] = {
 }
 
 
+# Kinds with checks a reload runs before it changes anything (tidegate.service.SectionError):
+# "module:function" taking the new section's config and the running one's (None if added).
+_CHECKS: dict[str, str] = {
+    "http": "tidegate.http.service:check_section",
+    "lvs": "tidegate.lvs.service:check_section",
+}
+
+
 def _load(target: str) -> Callable[..., Any]:
     module, _, attr = target.partition(":")
     fn: Callable[..., Any] = getattr(importlib.import_module(module), attr)
@@ -90,7 +125,16 @@ def _close(sockets: Iterable[list[socket.socket]]) -> None:
 class Runtime:
     """Owns pools and services; the admin API and health checks reach the pools through it."""
 
-    def __init__(self, config: Config, config_path: str | None = None, grace: float = 30.0) -> None:
+    def __init__(
+        self,
+        config: Config,
+        config_path: str | None = None,
+        grace: float = 30.0,
+        *,
+        argv: Sequence[str] = (),
+        pid_file: str | None = None,
+        inherited: Inherited | None = None,
+    ) -> None:
         self.config = config
         self.config_path = config_path
         self.grace = grace
@@ -99,10 +143,17 @@ class Runtime:
         self.stopped = asyncio.Event()
         self.reloads = 0
         self._stopping = False
+        self._leaving: asyncio.Future[None] | None = None
         # The section each running service follows, in step with self.services.
         self._sections: list[Section] = []
         self._retiring: set[asyncio.Task[None]] = set()  # services whose section a reload removed
-        self._reload_lock = asyncio.Lock()
+        self.reload_lock = asyncio.Lock()
+        # Duplicates of each service's listening sockets, in step with self.services.
+        self._listeners: list[list[socket.socket]] = []
+        self.pid_file = pid_file
+        self.inherited = inherited  # this process is the new one of a self-upgrade
+        # `argv`: how to start this process again (the `tidegate` arguments), for SIGUSR2.
+        self.upgrader = Upgrader(self, argv) if argv else None
         # Every service registers its Prometheus collectors here; the admin API serves it.
         self.metrics = CollectorRegistry(auto_describe=True)
         self._names = Names()
@@ -131,13 +182,30 @@ class Runtime:
 
     async def start(self) -> None:
         self._sections = sections_of(self.config)
-        self.services = [self._make(s) for s in self._sections]
+        inherited = self.inherited
+        pending: dict[Key, list[list[socket.socket]]] = {}
+        if inherited is not None:
+            restore(inherited.snapshot, self.pools, self.registered)
+            pending = {key: list(groups) for key, groups in inherited.sockets.items()}
+        self.services, self._listeners = [], []
+        try:
+            for section in self._sections:
+                socks = None
+                if section.kind in _BINDERS:
+                    mine = pending.get(section.key)
+                    socks = mine.pop(0) if mine else _load(_BINDERS[section.kind])(section.cfg)
+                self.services.append(self._make(section, socks))
+                self._listeners.append([s.dup() for s in socks or ()])
+        finally:
+            _close(g for groups in pending.values() for g in groups)  # listeners the config dropped
         for svc in self.services:
             await svc.start()
+            if svc.name == "health" and inherited is not None:
+                svc.adopt(inherited.verdicts())  # type: ignore[attr-defined]
 
     async def reload(self) -> bool:
         # Two SIGHUPs in a row: the second reload starts after the first, never inside it.
-        async with self._reload_lock:
+        async with self.reload_lock:
             return await self._reload()
 
     async def _reload(self) -> bool:
@@ -168,24 +236,51 @@ class Runtime:
                     exc.strerror or exc,
                 )
                 return False
+        # Then everything else that can fail: only once nothing can, anything changes.
+        problem = await self._check(wanted, plan)
+        if problem is not None:
+            _close(bound.values())
+            log.error("reload refused, config unchanged: %s", problem)
+            return False
         self.pools = reload_pools(self.pools, new, self.registered)
         self.config = new
         for i in plan.removed:
+            _close([self._listeners[i]])
             await self._retire(self.services[i])
         services: list[Service | None] = [None] * len(wanted)
+        listeners: list[list[socket.socket]] = [[] for _ in wanted]
         for i, j in plan.kept:
+            listeners[j] = self._listeners[i]
             svc = services[j] = self.services[i]
             if wanted[j].kind in REPEATABLE:
                 svc.index = wanted[j].position  # type: ignore[attr-defined]
             await svc.reload(new, self.pools)
         for j in plan.added:
+            dups = [s.dup() for s in bound.get(j, ())]
             services[j] = await self._start_added(wanted[j], bound.get(j))
+            if services[j] is None:
+                _close([dups])
+            listeners[j] = dups
         self._sections = [s for s, svc in zip(wanted, services, strict=True) if svc is not None]
+        self._listeners = [ls for ls, svc in zip(listeners, services, strict=True) if svc is not None]
         self.services = [svc for svc in services if svc is not None]
         self.reloads += 1
         log.info("reloaded %s", self.config_path)
         print("tidegate: reloaded", file=sys.stderr, flush=True)
         return True
+
+    async def _check(self, wanted: list[Section], plan: SectionPlan) -> str | None:
+        pairs = [(wanted[j], self._sections[i].cfg) for i, j in plan.kept]
+        pairs += [(wanted[j], None) for j in plan.added]
+        for section, running in pairs:
+            target = _CHECKS.get(section.kind)
+            if target is None:
+                continue
+            try:
+                await asyncio.to_thread(_load(target), section.cfg, running)
+            except SectionError as exc:
+                return f"the {'new ' if running is None else ''}[{section.kind}] section: {exc}"
+        return None
 
     async def _start_added(self, section: Section, sockets: list[socket.socket] | None) -> Service | None:
         try:
@@ -225,23 +320,62 @@ class Runtime:
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
+    # --- self-upgrade (selfupgrade.py) ---------------------------------------------------------
+    def listening(self) -> list[tuple[Key, list[socket.socket]]]:
+        """Every listening socket, by the section it serves, in the config's order."""
+        return [(s.key, ls) for s, ls in zip(self._sections, self._listeners, strict=True) if ls]
+
+    def health_verdicts(self) -> dict[str, dict[str, dict[str, Any]]]:
+        for svc in self.services:
+            if svc.name == "health":
+                verdicts: dict[str, dict[str, dict[str, Any]]] = svc.verdicts()  # type: ignore[attr-defined]
+                return verdicts
+        return {}
+
+    async def self_upgrade(self) -> tuple[bool, str]:
+        if self.upgrader is None:
+            return False, "this process does not know how it was started"
+        if self._stopping:
+            return False, "stopping"
+        return await self.upgrader.request()
+
+    def leave(self) -> None:
+        """The new process is current: stop as on SIGTERM, but it holds the listeners now."""
+        self._leaving = asyncio.ensure_future(self.stop())
+
     async def stop(self) -> None:
         if self._stopping:
             return
         self._stopping = True
+        upgraded = self.upgrader is not None and self.upgrader.committed
+        if self.upgrader is not None:
+            self.upgrader.cancel()
+        if not upgraded:
+            notify("STOPPING=1")
         # Traffic planes first, the admin API and health checks last so operators see the drain.
-        for svc in reversed(self.services):
+        for svc, listeners in reversed(list(zip(self.services, self._listeners, strict=True))):
+            _close([listeners])
             try:
                 await svc.stop(self.grace)
             except Exception:
                 log.exception("stopping %s", svc.name)
         if self._retiring:
             await asyncio.gather(*self._retiring, return_exceptions=True)
+        if self.upgrader is not None:
+            await self.upgrader.drained()
+        if self.pid_file and not upgraded:
+            remove_pid_file(self.pid_file, os.getpid())
         self.stopped.set()
+
+    async def _reload_signalled(self) -> None:
+        reloading()
+        await self.reload()
+        notify("READY=1")
 
     async def serve_forever(self) -> None:
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload_signalled()))
+        loop.add_signal_handler(signal.SIGUSR2, lambda: asyncio.ensure_future(self.self_upgrade()))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
         await self.start()
@@ -249,13 +383,37 @@ class Runtime:
         # out of the collector's sight, a full collection no longer walks it all.
         gc.freeze()
         print("tidegate: ready", file=sys.stderr, flush=True)
+        following = None
+        if self.inherited is not None:
+            # The old process makes this one current (pid file, systemd) once it hears `ready`.
+            following = loop.create_task(follow_old(self, self.inherited))
+        else:
+            if self.pid_file:
+                write_pid_file(self.pid_file, os.getpid())
+            notify("READY=1", f"MAINPID={os.getpid()}")
         await self.stopped.wait()
+        if following is not None:
+            following.cancel()
 
 
-def run(config_path: str, grace: float = 30.0) -> int:
+def run(
+    config_path: str,
+    grace: float = 30.0,
+    *,
+    argv: Sequence[str] = (),
+    pid_file: str | None = None,
+    handover_fd: int | None = None,
+) -> int:
+    """Run the config; `argv` starts this process again on SIGUSR2; `handover_fd`: this is the
+    new process of a self-upgrade, and the old one is at the other end of that socket."""
     config = load_config(config_path, FILE_CHECKS)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    rt = Runtime(config, str(Path(config_path)), grace)
+    inherited = None
+    if handover_fd is not None:
+        from tidegate.control.runtime.selfupgrade import take_over
+
+        inherited = take_over(handover_fd)
+    rt = Runtime(config, str(Path(config_path)), grace, argv=argv, pid_file=pid_file, inherited=inherited)
     try:
         import uvloop
 

@@ -1,0 +1,290 @@
+"""`kill -USR2`: a new tidegate process takes the listeners and the operator state over, under
+load, three times in a row; a new process that cannot start leaves the old one serving. Real
+processes, wrk and real sockets."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tidegate.testing.backends import Backend
+from tidegate.testing.process import Proc, child_env, run_tidegate, tidegate
+
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
+
+
+def config(a: Backend, b: Backend) -> str:
+    return f"""
+[admin]
+listen = "127.0.0.1:0"
+
+[[pools]]
+name = "web"
+instances = [{{ address = "{a.address}" }}, {{ address = "{b.address}" }}]
+
+[[http]]
+listen = "127.0.0.1:0"
+pool = "web"
+
+[[tcp]]
+listen = "127.0.0.1:0"
+pool = "web"
+"""
+
+
+@pytest.fixture
+def backends() -> Iterator[tuple[Backend, Backend]]:
+    with Backend("a") as a, Backend("b") as b:
+        yield a, b
+
+
+def api(addr: tuple[str, int], method: str = "GET", path: str = "/api/pools/web") -> Any:
+    conn = http.client.HTTPConnection(*addr, timeout=10)
+    try:
+        conn.request(method, path)
+        r = conn.getresponse()
+        body = r.read()
+        assert r.status < 300, (r.status, body)
+        return json.loads(body)
+    finally:
+        conn.close()
+
+
+def requests_total(addr: tuple[str, int]) -> int:
+    return int(api(addr)["totals"]["requests"])
+
+
+def pid_of(path: Path) -> int:
+    return int(path.read_text().strip())
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.05)
+
+
+class OneShots:
+    """A loop of one-request connections (HTTP/1.1 GET, `Connection: close`) to one address,
+    counting answers that are not 200, refused connects and other socket errors."""
+
+    def __init__(self, addr: tuple[str, int]) -> None:
+        self.addr = addr
+        self.ok = 0
+        self.bad: list[str] = []
+        self.refused = 0
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        request = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        while not self._stop.is_set():
+            try:
+                with socket.create_connection(self.addr, timeout=10) as s:
+                    s.sendall(request)
+                    data = b""
+                    while chunk := s.recv(65536):
+                        data += chunk
+            except ConnectionRefusedError:
+                self.refused += 1
+                continue
+            except OSError as exc:
+                self.errors.append(repr(exc))
+                continue
+            if data.startswith(b"HTTP/1.1 200 "):
+                self.ok += 1
+            else:
+                self.bad.append(data[:80].decode("latin-1"))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(20)
+
+
+def current_stop(proc: Proc, pid_file: Path) -> None:
+    """SIGTERM whichever process is current and wait for the output to end (every process that
+    shared it has exited)."""
+    if pid_file.exists():
+        os.kill(pid_of(pid_file), signal.SIGTERM)
+    proc._reader.join(30)
+    proc.stop()
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk")
+def test_three_self_upgrades_under_load(tmp_path: Path, backends: tuple[Backend, Backend]) -> None:
+    a, b = backends
+    cfg = tmp_path / "tidegate.toml"
+    cfg.write_text(config(a, b))
+    pid_file = tmp_path / "tidegate.pid"
+    proc = tidegate("run", str(cfg), "--grace", "10", "--pid-file", str(pid_file))
+    try:
+        proc.wait_for(r"tidegate: ready")
+        admin, http_addr, tcp_addr = proc.address("admin"), proc.address("http"), proc.address("tcp")
+        wait_until(pid_file.exists, 10, "the pid file")
+        pids = [pid_of(pid_file)]
+        assert pids[0] == proc.popen.pid
+        # b is drained before the upgrades: nothing may reach it during or after them.
+        api(admin, "POST", f"/api/pools/web/instances/{b.address}/drain")
+        b_seen = len(b.paths)
+        wrk = subprocess.Popen(
+            ["wrk", "-t2", "-c16", "-d120s", f"http://{http_addr[0]}:{http_addr[1]}/"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        loops = [OneShots(http_addr), OneShots(tcp_addr)]
+        totals = [requests_total(admin)]
+        try:
+            wait_until(lambda: all(loop.ok > 20 for loop in loops), 30, "the loops got going")
+            for _ in range(3):
+                mark = len(proc.lines)
+                before = requests_total(admin)
+                totals.append(before)
+                os.kill(pids[-1], signal.SIGUSR2)
+                m = proc.wait_for_new(r"tidegate: upgraded to pid (\d+)", mark, timeout=60)
+                new = int(m.group(1))
+                wait_until(lambda: pid_of(pid_file) == new, 10, "the pid file names the new process")  # noqa: B023
+                old = pids[-1]
+                pids.append(new)
+                totals.append(requests_total(admin))
+                if old == proc.popen.pid:
+                    proc.popen.wait(30)
+                else:
+                    wait_until(lambda: not alive(old), 30, f"the old process {old} exited")  # noqa: B023
+                # Load flows on through the new process before the next upgrade.
+                done = [loop.ok for loop in loops]
+                wait_until(
+                    lambda: all(loop.ok > n + 20 for loop, n in zip(loops, done, strict=True)),  # noqa: B023
+                    30,
+                    "requests through the new process",
+                )
+                totals.append(requests_total(admin))
+        finally:
+            for loop in loops:
+                loop.stop()
+            wrk.send_signal(signal.SIGINT)
+            out, _ = wrk.communicate(timeout=30)
+        totals.append(requests_total(admin))
+        print(out)
+        assert len(set(pids)) == 4, pids
+        for loop in loops:
+            assert (loop.bad, loop.errors, loop.refused) == ([], [], 0), loop.addr
+        assert "Socket errors" not in out, out
+        assert "Non-2xx" not in out, out
+        done = re.search(r"(\d+) requests in", out)
+        assert done is not None and int(done.group(1)) > 100, out
+        assert len(b.paths) == b_seen, "a drained instance received requests"
+        assert totals == sorted(totals), totals
+        assert api(admin)["instances"][1]["state"] == "draining"
+    finally:
+        current_stop(proc, pid_file)
+
+
+def test_a_config_made_invalid_on_disk_fails_the_upgrade_and_the_old_process_serves_on(
+    tmp_path: Path, backends: tuple[Backend, Backend]
+) -> None:
+    a, b = backends
+    cfg = tmp_path / "tidegate.toml"
+    cfg.write_text(config(a, b))
+    pid_file = tmp_path / "tidegate.pid"
+    proc = tidegate("run", str(cfg), "--pid-file", str(pid_file))
+    try:
+        proc.wait_for(r"tidegate: ready")
+        http_addr = proc.address("http")
+        cfg.write_text(config(a, b) + "\n[[http]]\nlisten = 12\n")
+        mark = len(proc.lines)
+        proc.signal(signal.SIGUSR2)
+        m = proc.wait_for_new(r"tidegate: self-upgrade failed: (.*)", mark, timeout=60)
+        assert "exited with status 2 before it asked for the sockets" in m.group(1)
+        assert proc.popen.poll() is None
+        assert pid_of(pid_file) == proc.popen.pid
+        conn = http.client.HTTPConnection(*http_addr, timeout=10)
+        conn.request("GET", "/")
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        current_stop(proc, pid_file)
+
+
+def test_code_that_raises_at_import_fails_the_upgrade_and_the_old_process_serves_on(
+    tmp_path: Path, backends: tuple[Backend, Backend]
+) -> None:
+    a, b = backends
+    cfg = tmp_path / "tidegate.toml"
+    cfg.write_text(config(a, b))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    # Read by the new process only: the marker file appears after the old one has started.
+    (broken / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        "class Broken:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name == 'tidegate.control.runtime.process' and os.path.exists({str(tmp_path / 'break')!r}):\n"
+        "            raise ImportError('a release that does not import')\n"
+        "sys.meta_path.insert(0, Broken())\n"
+    )
+    env = child_env({"PYTHONPATH": child_env()["PYTHONPATH"] + os.pathsep + str(broken)})
+    proc = tidegate("run", str(cfg), env=env)
+    try:
+        proc.wait_for(r"tidegate: ready")
+        http_addr = proc.address("http")
+        (tmp_path / "break").write_text("")
+        mark = len(proc.lines)
+        proc.signal(signal.SIGUSR2)
+        m = proc.wait_for_new(r"tidegate: self-upgrade failed: (.*)", mark, timeout=60)
+        assert "exited with status 1 before it asked for the sockets" in m.group(1)
+        assert any("a release that does not import" in line for line in proc.lines[mark:])
+        assert proc.popen.poll() is None
+        conn = http.client.HTTPConnection(*http_addr, timeout=10)
+        conn.request("GET", "/")
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        proc.stop()
+
+
+def test_ctl_self_upgrade_through_the_admin_api(tmp_path: Path, backends: tuple[Backend, Backend]) -> None:
+    a, b = backends
+    cfg = tmp_path / "tidegate.toml"
+    cfg.write_text(config(a, b))
+    pid_file = tmp_path / "tidegate.pid"
+    proc = tidegate("run", str(cfg), "--pid-file", str(pid_file))
+    try:
+        proc.wait_for(r"tidegate: ready")
+        admin = "{}:{}".format(*proc.address("admin"))
+        api(proc.address("admin"), "POST", f"/api/pools/web/instances/{a.address}/maint")
+        done = run_tidegate("ctl", "--admin", admin, "self-upgrade")
+        assert done.returncode == 0, done.stderr
+        m = re.search(r"upgraded: pid (\d+) is current", done.stdout)
+        assert m is not None, done.stdout
+        assert pid_of(pid_file) == int(m.group(1)) != proc.popen.pid
+        proc.popen.wait(30)
+        # The new process answers on the same admin address, with the operator's maint kept.
+        assert api(proc.address("admin"))["instances"][0]["state"] == "maint"
+    finally:
+        current_stop(proc, pid_file)

@@ -1,0 +1,188 @@
+"""The pure parts of a self-upgrade: the state snapshot's round trip, and the old process's
+state machine, every phase and event."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tidegate.balancing.pool import Pool
+from tidegate.balancing.state import State
+from tidegate.control.runtime.handover_state import (
+    VERSION,
+    Snapshot,
+    SnapshotError,
+    Verdict,
+    add_counters,
+    capture,
+    counters_doc,
+    restore,
+)
+from tidegate.control.runtime.upgrade_machine import Action, Event, Phase, step
+from tidegate.observe.counters import LATENCY_BOUNDS, Counters
+
+_instance = st.fixed_dictionaries(
+    {
+        "weight": st.integers(0, 100),
+        "state": st.sampled_from(list(State)),
+        "held": st.booleans(),
+        "ramp": st.floats(0.0, 1.0),
+        "meta": st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2),
+        "completed": st.integers(0, 10**12),
+        "bytes_in": st.integers(0, 10**15),
+        "latency": st.lists(
+            st.integers(0, 10**6), min_size=len(LATENCY_BOUNDS) + 1, max_size=len(LATENCY_BOUNDS) + 1
+        ),
+        "in_config": st.booleans(),
+    }
+)
+_pools = st.dictionaries(
+    st.sampled_from(["web", "api", "db"]),
+    st.dictionaries(st.integers(1, 60000).map(lambda p: f"127.0.0.1:{p}"), _instance, max_size=4),
+    max_size=3,
+)
+_verdicts = st.builds(
+    Verdict, st.booleans(), st.integers(0, 5), st.none() | st.floats(0, 300, allow_nan=False)
+)
+
+
+def _build(spec: dict[str, dict[str, dict]]) -> tuple[dict[str, Pool], dict[str, set[str]]]:
+    pools: dict[str, Pool] = {}
+    registered: dict[str, set[str]] = {}
+    for name, instances in spec.items():
+        pool = pools[name] = Pool(name)
+        for address, i in instances.items():
+            inst = pool.add(address, "127.0.0.1", int(address.rpartition(":")[2]), 1)
+            pool.set_weight(inst, i["weight"])
+            pool.set_state(inst, i["state"], "test", held=i["held"])
+            pool.set_ramp(inst, i["ramp"])
+            inst.meta.update(i["meta"])
+            inst.counters.completed = i["completed"]
+            inst.counters.bytes_in = i["bytes_in"]
+            inst.counters.latency_counts = list(i["latency"])
+            inst.counters.latency_sum = float(sum(i["latency"]))
+            if not i["in_config"]:
+                registered.setdefault(name, set()).add(address)
+    return pools, registered
+
+
+def _fresh(spec: dict[str, dict[str, dict]]) -> dict[str, Pool]:
+    """The pools a new process builds from the config: config instances only, defaults."""
+    pools: dict[str, Pool] = {}
+    for name, instances in spec.items():
+        pool = pools[name] = Pool(name)
+        for address, i in instances.items():
+            if i["in_config"]:
+                pool.add(address, "127.0.0.1", int(address.rpartition(":")[2]), 1)
+    return pools
+
+
+@settings(max_examples=150, deadline=None)
+@given(_pools, st.data())
+def test_a_snapshot_survives_json_and_restores_the_same_pools(spec: dict, data: st.DataObject) -> None:
+    pools, registered = _build(spec)
+    health = {
+        name: {a: data.draw(_verdicts) for a in instances} for name, instances in spec.items() if instances
+    }
+    snap = capture(pools, registered, health)
+    doc = json.loads(json.dumps(snap.to_json()))
+    back = Snapshot.from_json(doc)
+    assert back == snap
+    fresh = _fresh(spec)
+    fresh_registered: dict[str, set[str]] = {}
+    restore(back, fresh, fresh_registered)
+    again = capture(fresh, fresh_registered, health)
+    # Equal up to the order instances were added in (a registered one comes back after the
+    # config's); registrations of pools with none left are not kept as empty sets.
+    assert again.pools == snap.pools
+    assert {k: v for k, v in again.registered.items() if v} == {k: v for k, v in snap.registered.items() if v}
+    assert again.health == snap.health
+
+
+def test_another_version_is_refused_whole() -> None:
+    doc = Snapshot().to_json()
+    doc["version"] = VERSION + 1
+    with pytest.raises(SnapshotError, match="version"):
+        Snapshot.from_json(doc)
+    with pytest.raises(SnapshotError):
+        Snapshot.from_json({"version": VERSION, "pools": []})
+    with pytest.raises(SnapshotError):
+        Snapshot.from_json([])
+
+
+def test_what_the_config_dropped_is_left_out() -> None:
+    pools, registered = _build(
+        {"web": {"127.0.0.1:1": {"weight": 3, "state": State.MAINT, "held": False, "ramp": 1.0, "meta": {},
+                                 "completed": 5, "bytes_in": 0, "latency": [0] * (len(LATENCY_BOUNDS) + 1),
+                                 "in_config": True}}}
+    )  # fmt: skip
+    snap = capture(pools, registered)
+    fresh = {"api": Pool("api")}
+    restore(snap, fresh, {})
+    assert list(fresh) == ["api"] and len(fresh["api"]) == 0
+
+
+@given(
+    st.lists(st.integers(0, 1000), min_size=3, max_size=3),
+    st.lists(st.integers(0, 1000), min_size=3, max_size=3),
+)
+def test_counters_only_grow_by_what_grew(start: list[int], more: list[int]) -> None:
+    old = Counters(completed=start[0], bytes_in=start[1], bytes_out=start[2])
+    before = counters_doc(old)
+    old.completed += more[0]
+    old.bytes_in += more[1]
+    old.bytes_out += more[2]
+    after = counters_doc(old)
+    new = Counters()
+    add_counters(new, before)
+    assert (new.completed, new.bytes_in, new.bytes_out) == tuple(start)
+    add_counters(new, after, before)
+    assert (new.completed, new.bytes_in, new.bytes_out) == (old.completed, old.bytes_in, old.bytes_out)
+    add_counters(new, before, after)  # smaller than before: never a decrease
+    assert new.completed == old.completed
+
+
+# --- the machine ------------------------------------------------------------------------------------
+def test_every_phase_and_event_has_an_answer() -> None:
+    for phase, event in itertools.product(Phase, Event):
+        new, actions = step(phase, event)
+        assert isinstance(new, Phase)
+        if event is Event.REQUESTED and phase is not Phase.IDLE:
+            assert (new, actions) == (phase, (Action.REFUSE,))
+
+
+def test_the_way_through() -> None:
+    seen = []
+    phase = Phase.IDLE
+    for event in (Event.REQUESTED, Event.HELLO, Event.READY, Event.DRAINED):
+        phase, actions = step(phase, event)
+        seen.append((phase, actions))
+    assert seen == [
+        (Phase.SPAWNING, (Action.SPAWN,)),
+        (Phase.WAITING_READY, (Action.SEND_STATE,)),
+        (Phase.DRAINING, (Action.COMMIT,)),
+        (Phase.EXITED, (Action.HAND_FIGURES, Action.EXIT)),
+    ]
+
+
+@given(st.lists(st.sampled_from(list(Event)), max_size=30))
+def test_never_leaves_unless_the_new_process_was_ready(events: list[Event]) -> None:
+    phase = Phase.IDLE
+    ready_seen = False
+    for event in events:
+        before = phase
+        phase, actions = step(phase, event)
+        if Action.COMMIT in actions:
+            assert before is Phase.WAITING_READY and event is Event.READY
+            ready_seen = True
+        if Action.EXIT in actions or phase in (Phase.DRAINING, Phase.EXITED):
+            assert ready_seen
+        if Action.ABANDON in actions:
+            # A failure before `ready` always stops the new process and serves on.
+            assert before in (Phase.SPAWNING, Phase.WAITING_READY) and phase is Phase.IDLE
+        if before is Phase.IDLE and event is not Event.REQUESTED:
+            assert (phase, actions) == (Phase.IDLE, ())
