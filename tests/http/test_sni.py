@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tidegate.http.sni import pick, wildcard_matches
+from tidegate.http.sni import NameIndex, pick, wildcard_matches
 
 
 @pytest.mark.parametrize(
@@ -54,3 +54,23 @@ def test_a_wildcard_covers_exactly_one_label(first: str, domain: str, second: st
     assert wildcard_matches("*." + domain, f"{first}.{domain}")
     assert not wildcard_matches("*." + domain, f"{second}.{first}.{domain}")
     assert not wildcard_matches("*." + domain, domain)
+
+
+pattern = st.one_of(
+    st.lists(label, min_size=1, max_size=3).map(".".join),
+    st.lists(label, min_size=1, max_size=3).map(lambda ls: "*." + ".".join(ls)),
+    st.sampled_from(["*.*.a", "a.*.b", "*", "1.2.3.4", "*.2.3.4", "A.B.", "*.A.b."]),
+)
+host = st.one_of(
+    st.none(),
+    st.just(""),
+    st.lists(label, min_size=1, max_size=4).map(".".join),
+    st.sampled_from(["1.2.3.4", "4.2.3.4", "x.a", "a.b", "X.A.B.", ".a", "a."]),
+)
+
+
+@given(st.lists(st.lists(pattern, min_size=1, max_size=4), min_size=1, max_size=5), host)
+def test_the_index_picks_as_the_plain_rule(names: list[list[str]], server_name: str | None) -> None:
+    assert NameIndex(names).pick(server_name) == pick(names, server_name)
+    if server_name:
+        assert NameIndex(names).pick(server_name.upper() + ".") == pick(names, server_name)

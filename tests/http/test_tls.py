@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from tidegate.testing.backends import Backend
 from tidegate.testing.certs import make_pair, serial_of
@@ -183,7 +184,16 @@ def test_check_and_start_name_the_file(tmp_path: Path, certs) -> None:
         a_cert, a_key, _ = certs["a"]
         expired_cert, expired_key, _ = make_pair(tmp_path, "old", ["old.test"], days=-1, start_days=-10)
         _, other_key, _ = make_pair(tmp_path, "other", ["other.test"])
+        locked_key = tmp_path / "locked.key"
+        locked_key.write_bytes(
+            serialization.load_pem_private_key(a_key.read_bytes(), None).private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(b"secret"),
+            )
+        )
         cases = [
+            ([(a_cert, locked_key)], f"{locked_key}: the key is encrypted", "key"),
             ([(a_cert, other_key)], f"{other_key} does not match the certificate {a_cert}", "key"),
             ([(a_cert, tmp_path / "missing.key")], f"cannot read {tmp_path / 'missing.key'}", "key"),
             ([(tmp_path / "missing.pem", a_key)], f"cannot read {tmp_path / 'missing.pem'}", "cert"),
@@ -260,3 +270,37 @@ def test_tls_with_workers_sums_the_handshakes(start_tidegate: Callable[..., Proc
 
         got = until(lambda: (f := facts()) and f["handshakes"] >= 7 and f, timeout=10)
         assert got == {"handshakes": 7, "handshake_failures": 0}, (got, gw.output())
+
+
+def test_versions_and_alpn(start_tidegate: Callable[..., Proc], certs) -> None:
+    with Backend("b") as b:
+        a_cert, a_key, _ = certs["a"]
+        gw = start_tidegate(config(b, [(a_cert, a_key)]))
+        addr = gw.address("http")
+        ctx = client_context()
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        with ctx.wrap_socket(socket.create_connection(addr, timeout=10), server_hostname="a.test") as s:
+            assert s.version() == "TLSv1.2"
+            # No HTTP/2 protocol is served on this listener yet: h2 is not offered.
+            assert s.selected_alpn_protocol() == "http/1.1"
+            s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := s.recv(4096):
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\nb")
+
+        strict = start_tidegate(
+            config(b, [(a_cert, a_key)]).replace("[http.tls]", '[http.tls]\nmin_version = "1.3"')
+        )
+        strict_addr = strict.address("http")
+        with pytest.raises(ssl.SSLError):
+            ctx.wrap_socket(socket.create_connection(strict_addr, timeout=10), server_hostname="a.test")
+        with tls_connect(strict_addr, "a.test") as s:
+            assert s.version() == "TLSv1.3"
+        from tidegate.testing.wait import until
+
+        def facts() -> Any:
+            return next(p for p in admin_json(strict)["pools"] if p["name"] == "web")["http"]["tls"]
+
+        assert until(lambda: facts() == {"handshakes": 1, "handshake_failures": 1}, timeout=10), facts()

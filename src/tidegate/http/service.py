@@ -18,12 +18,13 @@ from typing import Any, cast
 
 from tidegate.balancing.pool import Pool
 from tidegate.config.model import Config, HttpConfig
+from tidegate.http import alpn
 from tidegate.http.access_log import AccessLog
 from tidegate.http.attempts import RetryBudget
 from tidegate.http.client import ClientConnection
 from tidegate.http.plan import ListenerPlan
 from tidegate.http.section import section_after_reload
-from tidegate.http.tls import ListenerTls, TlsListener
+from tidegate.http.tls import Handshake, ListenerTls
 from tidegate.http.tls_metrics import TlsCollector
 from tidegate.http.upstream import Upstreams
 from tidegate.listening import stream_listener
@@ -50,7 +51,7 @@ class HttpService:
         self.access_log: AccessLog | None = AccessLog(cfg.access_log) if cfg.access_log else None
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.upstreams: Upstreams = None  # type: ignore[assignment]
-        self.server: asyncio.Server | TlsListener | None = None
+        self.server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.address = ""
         self.tls: ListenerTls | None = ListenerTls(cfg.tls) if cfg.tls is not None else None
@@ -60,9 +61,8 @@ class HttpService:
     def _accept(self) -> asyncio.Protocol:
         return cast(asyncio.Protocol, ClientConnection(self))
 
-    def _after_handshake(self, alpn: str | None) -> asyncio.Protocol:
-        """The protocol a TLS connection speaks once its handshake is done, by ALPN."""
-        return cast(asyncio.Protocol, ClientConnection(self))
+    def _after_handshake(self, name: str | None) -> asyncio.Protocol:
+        return alpn.client_protocol(self, name)
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -70,8 +70,14 @@ class HttpService:
         sock = self.sock
         if sock is None:
             sock = stream_listener(self.cfg.listen, 2048)
-        if self.tls is not None:
-            self.server = TlsListener(sock, self.tls, self._after_handshake)
+        tls = self.tls
+        if tls is not None:
+            self.server = await self.loop.create_server(
+                lambda: cast(asyncio.Protocol, Handshake(tls, self._after_handshake)),
+                sock=sock,
+                ssl=tls.front,
+                ssl_handshake_timeout=tls.cfg.handshake_timeout,
+            )
         else:
             self.server = await self.loop.create_server(self._accept, sock=sock)
         bound = self.server.sockets[0].getsockname()

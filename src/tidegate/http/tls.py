@@ -1,20 +1,25 @@
 """TLS termination on an [[http]] listener: its certificates, SNI, reload, and the handshake.
 
-Theory of operation. The stdlib `ssl` module (OpenSSL) does the cryptography. Each configured
-certificate gets an SSLContext of its own; one *front* context starts every handshake, and its
-SNI callback hands the connection the context of the certificate that names the client's server
-name (sni.py decides which). A reload reads the files again and swaps the whole set at once:
-connections opened before keep the session they have, new handshakes get the new certificates,
-and the listening socket is never touched.
+Theory of operation. The stdlib `ssl` module (OpenSSL) does the cryptography, and uvloop's
+`create_server(ssl=…)` runs every handshake and record in C. Each configured certificate gets an
+SSLContext of its own; the listener's *front* context, made once, starts every handshake, and its
+SNI callback (which OpenSSL calls for every client hello, with or without a server name) hands the
+connection the context of the certificate that names the client's server name (sni.py decides
+which). A reload reads the files again and swaps the set the callback reads: connections opened
+before keep the session they have, new handshakes get the new certificates, and the listening
+socket is never touched. The front context stays, so are its session ticket keys.
 
-A listener accepts plain TCP and runs the handshake itself (`loop.start_tls`, bounded by
-`handshake_timeout`), so it counts handshakes and failed ones exactly, and only a connection whose
-handshake succeeded reaches the HTTP protocol (chosen by the ALPN protocol negotiated).
+uvloop makes the connection's protocol at accept time and calls its connection_made once the
+handshake is done; `Handshake` is that protocol. It counts the handshake, then hands the
+connection to the protocol of the ALPN name negotiated (alpn.py). A handshake that fails (a bad
+client hello, no shared version or cipher, a reset, `handshake_timeout`) never reaches
+connection_made, and uvloop lets go of the protocol when it closes the connection: the
+`Handshake` dies unmade, and that is counted as a failure.
 
 Every file is checked where a mistake can be reported with its file, line and key — `tidegate
 check`, start-up and reload (a reload with a bad certificate is refused whole, and the old
-certificates stay): unreadable files, a key that does not match its certificate, an expired or
-not yet valid certificate.
+certificates stay): unreadable files, a key that does not match its certificate or that is
+encrypted, an expired or not yet valid certificate.
 """
 
 from __future__ import annotations
@@ -22,23 +27,21 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from tidegate.config.locate import Path
 from tidegate.config.model import CertificateConfig, Config, HttpTlsConfig
-from tidegate.http import sni
+from tidegate.http import alpn, sni
 
 log = logging.getLogger("tidegate.http")
-
-# What a listener can speak after the handshake. "h2" joins when an HTTP/2 protocol exists; until
-# then it is not offered, whatever the config lists, so no client negotiates what is not served.
-SERVED_ALPN: tuple[str, ...] = ("http/1.1",)
 
 _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
@@ -72,34 +75,61 @@ def _names(cert: x509.Certificate) -> tuple[str, ...]:
     return tuple(str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME))
 
 
-def _context(tls: HttpTlsConfig) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+def _configure(ctx: ssl.SSLContext, tls: HttpTlsConfig) -> None:
+    # On every context, the front one and each certificate's: OpenSSL reads the version bounds
+    # from the first and, once SNI switched, the ALPN choice from the second.
     ctx.minimum_version = _VERSIONS[tls.min_version]
-    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
-    offered = [p for p in tls.alpn if p in SERVED_ALPN]
+    offered = alpn.offered(list(tls.alpn))
     if offered:
         ctx.set_alpn_protocols(offered)
+
+
+def _context(tls: HttpTlsConfig) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    _configure(ctx, tls)
     return ctx
+
+
+def _read(path: str, field: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise CertificateError(field, f"cannot read {path}: {exc.strerror}") from None
+
+
+def _no_password() -> NoReturn:
+    # Without a callback OpenSSL would ask on the terminal, and a start or reload would hang.
+    raise CertificateError("key", "encrypted")
+
+
+def _public(key: object) -> bytes:
+    return key.public_bytes(  # type: ignore[attr-defined, no-any-return]
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def load_certificate(
     pair: CertificateConfig, tls: HttpTlsConfig, now: datetime.datetime | None = None
 ) -> Certificate:
     """One configured pair, read and checked; CertificateError names what is wrong and with which file."""
-    try:
-        with open(pair.cert, "rb") as f:
-            pem = f.read()
-    except OSError as exc:
-        raise CertificateError("cert", f"cannot read {pair.cert}: {exc.strerror}") from None
+    pem = _read(pair.cert, "cert")
     try:
         cert = x509.load_pem_x509_certificate(pem)
     except ValueError:
         raise CertificateError("cert", f"{pair.cert}: not a PEM certificate") from None
+    key_pem = _read(pair.key, "key")
     try:
-        with open(pair.key, "rb"):
-            pass
-    except OSError as exc:
-        raise CertificateError("key", f"cannot read {pair.key}: {exc.strerror}") from None
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except TypeError:  # cryptography's word for "this one needs a password"
+        raise CertificateError(
+            "key", f"{pair.key}: the key is encrypted; give it unencrypted (readable by tidegate only)"
+        ) from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise CertificateError("key", f"{pair.key}: not a PEM private key") from None
+    if _public(key.public_key()) != _public(cert.public_key()):
+        raise CertificateError("key", f"{pair.key} does not match the certificate {pair.cert}")
     when = now or datetime.datetime.now(datetime.UTC)
     if cert.not_valid_after_utc <= when:
         raise CertificateError(
@@ -111,13 +141,13 @@ def load_certificate(
         )
     ctx = _context(tls)
     try:
-        ctx.load_cert_chain(pair.cert, pair.key)
-    except ssl.SSLError as exc:
-        if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
-            raise CertificateError("key", f"{pair.key} does not match the certificate {pair.cert}") from None
+        ctx.load_cert_chain(pair.cert, pair.key, password=_no_password)
+    except ssl.SSLError as exc:  # e.g. a chain OpenSSL refuses (cryptography read the leaf only)
         raise CertificateError(
-            "key", f"{pair.key}: not a usable private key for {pair.cert} ({exc.reason})"
+            "cert", f"{pair.cert}: OpenSSL refuses it with {pair.key} ({exc.reason})"
         ) from None
+    except OSError as exc:  # the files changed between the two reads
+        raise CertificateError("cert", f"cannot read {pair.cert} or {pair.key}: {exc.strerror}") from None
     return Certificate(pair.cert, pair.key, _names(cert), cert.not_valid_after_utc, ctx)
 
 
@@ -136,29 +166,31 @@ def check_files(config: Config) -> list[tuple[Path, str]]:
 
 
 class CertificateSet:
-    """The certificates of one listener as loaded at one time, and the front context that starts
-    each handshake and picks among them by SNI."""
+    """The certificates of one listener as loaded at one time."""
 
     def __init__(self, tls: HttpTlsConfig) -> None:
         self.certificates = [load_certificate(pair, tls) for pair in tls.certificates]
-        self.names = [c.names for c in self.certificates]
-        front = self.front = _context(tls)
-        first = self.certificates[0]
-        front.load_cert_chain(first.cert, first.key)  # a client without SNI is answered by it
-        front.sni_callback = self._sni
+        self.contexts = [c.context for c in self.certificates]
+        self.index = sni.NameIndex([c.names for c in self.certificates])
 
-    def _sni(self, obj: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext) -> None:
-        obj.context = self.certificates[sni.pick(self.names, server_name)].context
+    def context_for(self, server_name: str | None) -> ssl.SSLContext:
+        return self.contexts[self.index.pick(server_name)]
 
 
 class ListenerTls:
-    """One listener's TLS: its current certificates and its handshake figures."""
+    """One listener's TLS: the front context, the current certificates, the handshake figures."""
 
     def __init__(self, tls: HttpTlsConfig) -> None:
         self.cfg = tls
         self.set = CertificateSet(tls)
+        # No certificate of its own: the SNI callback always hands over one of the set's.
+        self.front = _context(tls)
+        self.front.sni_callback = self._sni
         self.handshakes = 0
         self.failed = 0
+
+    def _sni(self, obj: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext) -> None:
+        obj.context = self.set.context_for(server_name)
 
     def reload(self, tls: HttpTlsConfig) -> None:
         """Read the files again (the reload checked them already); a failure keeps the old set."""
@@ -168,79 +200,32 @@ class ListenerTls:
             log.error("tls: certificates not reloaded, the old ones stay: %s", exc.message)
             return
         self.set = new
-        self.cfg = tls
+        _configure(self.front, tls)  # for handshakes from now on; SSL objects made copy it
+        if tls.handshake_timeout != self.cfg.handshake_timeout:
+            log.warning(
+                "tls: a new handshake_timeout needs a restart; keeping %gs", self.cfg.handshake_timeout
+            )
+        self.cfg = tls.model_copy(update={"handshake_timeout": self.cfg.handshake_timeout})
 
 
-class AlpnSwitch(asyncio.Protocol):
-    """A TLS connection's protocol at its handshake's end: it hands the connection to the HTTP
-    protocol for the negotiated ALPN protocol (no byte can arrive before)."""
+class Handshake:
+    """A TLS connection's protocol until its handshake is done (see the module's docstring)."""
 
-    def __init__(self, make: Callable[[str | None], asyncio.Protocol]) -> None:
+    __slots__ = ("made", "make", "tls")
+
+    def __init__(self, tls: ListenerTls, make: Callable[[str | None], asyncio.Protocol]) -> None:
+        self.tls = tls
         self.make = make
+        self.made = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.made = True
+        self.tls.handshakes += 1
         obj = transport.get_extra_info("ssl_object")
         proto = self.make(obj.selected_alpn_protocol() if obj is not None else None)
         transport.set_protocol(proto)
         proto.connection_made(transport)
 
-
-class TlsListener:
-    """A listening socket whose connections are TLS: it accepts them itself and runs each handshake
-    as its own awaitable (`loop.connect_accepted_socket`), so a handshake that fails or times out
-    is counted as such and never reaches the HTTP protocol. Stands in for the asyncio.Server a
-    plain listener has (`sockets`, `close`)."""
-
-    BATCH = 64  # connections accepted per wake-up at most, so one busy listener cannot starve the loop
-
-    def __init__(
-        self, sock: socket.socket, tls: ListenerTls, make: Callable[[str | None], asyncio.Protocol]
-    ) -> None:
-        self.sock = sock
-        self.sockets = [sock]
-        self.tls = tls
-        self.make = make
-        self.loop = asyncio.get_running_loop()
-        self.handshaking: set[asyncio.Task[None]] = set()
-        self.open = True
-        sock.setblocking(False)
-        self.loop.add_reader(sock.fileno(), self._accept)
-
-    def _accept(self) -> None:
-        for _ in range(self.BATCH):
-            try:
-                conn, _ = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # EMFILE, ENFILE, ECONNABORTED: the next wake-up tries again
-                log.warning("tls: accept failed: %s", exc)
-                return
-            conn.setblocking(False)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            task = self.loop.create_task(self._handshake(conn))
-            self.handshaking.add(task)
-            task.add_done_callback(self.handshaking.discard)
-
-    async def _handshake(self, conn: socket.socket) -> None:
-        tls = self.tls
-        try:
-            await self.loop.connect_accepted_socket(
-                lambda: AlpnSwitch(self.make),
-                conn,
-                ssl=tls.set.front,
-                ssl_handshake_timeout=tls.cfg.handshake_timeout,
-            )
-        except (OSError, TimeoutError, ConnectionError, ValueError) as exc:
-            tls.failed += 1
-            log.debug("tls: handshake failed: %r", exc)
-            conn.close()
-            return
-        tls.handshakes += 1
-
-    def close(self) -> None:
-        if self.open:
-            self.open = False
-            self.loop.remove_reader(self.sock.fileno())
-            self.sock.close()
-        for task in list(self.handshaking):
-            task.cancel()
+    def __del__(self) -> None:
+        if not self.made:
+            self.tls.failed += 1
