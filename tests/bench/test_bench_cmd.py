@@ -37,3 +37,10 @@ def test_bench_prints_the_comparison_tables() -> None:
     assert transfer is not None, text
     assert int(transfer.group(1).replace(",", "")) > 0 and int(transfer.group(2).replace(",", "")) > 0
     assert "proxy pinned to CPU 0" in text or "not pinned" in text
+    # HTTPS: a row per proxy with every rate above zero, and the ratios to nginx and HAProxy
+    tls = text[text.index("HTTPS (TLS 1.3") :]
+    for name in ("tidegate", "nginx", "haproxy"):
+        row = re.search(rf"^\| {name} \|(( [\d,]+ \|){{6}})$", tls, re.M)
+        assert row is not None, tls
+        assert all(int(v.replace(",", "")) > 0 for v in row.group(1).strip(" |").split(" | ")), row.group(0)
+    assert re.search(r"^\| tidegate ÷ nginx \|( [\d.]+ \([\d.]+ to [\d.]+\) \|){6}$", tls, re.M), tls

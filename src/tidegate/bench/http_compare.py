@@ -7,6 +7,13 @@ the table shows each system's median and the spread of its rounds. Transfers: on
 download and one 100 MB upload through each proxy (curl, one stream), alternating the same way,
 with the proxy's peak RSS (VmHWM, reset before each transfer) during it.
 
+TLS (unless --skip-tls): each proxy also terminates TLS on a second listener with one
+self-signed P-256 certificate (http_systems.make_certificate), measured in the same alternating
+rounds: keep-alive requests/s over TLS (wrk), new connections/s (wrk with `Connection: close`: a
+TCP connection and a TLS handshake per request; wrk resumes its TLS session, as browsers do), and
+full handshakes/s (`openssl s_time -new`, two clients, no resumption, no request), each with the
+proxy's CPU use, since on a small machine the clients' own crypto may bound the rate.
+
 With two or more CPUs the proxies run pinned to CPU 0 and wrk, curl and the backend instances to
 the others, the same for every system, so a proxy never competes with its own load for a core.
 """
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -40,7 +48,7 @@ from tidegate.bench.kit import (
     wrk,
 )
 
-TOOLS = ("wrk", "nginx", "haproxy", "curl", "taskset")
+TOOLS = ("wrk", "nginx", "haproxy", "curl", "taskset", "openssl")
 PROXIES = ("tidegate", "nginx", "haproxy")
 
 
@@ -55,6 +63,14 @@ class Figures:
     rss_down: list[int] = field(default_factory=list)
     rss_up: list[int] = field(default_factory=list)
     problems: set[str] = field(default_factory=set)
+    # TLS: keep-alive requests/s, new connections/s, full handshakes/s, and the proxy's CPU use
+    # during each (1.0 = one core)
+    tls_rps: list[float] = field(default_factory=list)
+    tls_new: list[float] = field(default_factory=list)
+    tls_full: list[float] = field(default_factory=list)
+    tls_rps_cpu: list[float] = field(default_factory=list)
+    tls_new_cpu: list[float] = field(default_factory=list)
+    tls_full_cpu: list[float] = field(default_factory=list)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -77,7 +93,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=0,
         help="run every process of the benchmark at this niceness (-10 on a shared machine, as root)",
     )
-    p.add_argument("--skip-transfers", action="store_true", help="requests/s only")
+    p.add_argument("--skip-transfers", action="store_true", help="no 100 MB transfers")
+    p.add_argument("--skip-tls", action="store_true", help="no TLS rounds")
     p.add_argument("--only", choices=PROXIES, action="append", help="measure only these proxies")
     p.add_argument("--markdown", action="store_true", help="also print the tables as Markdown")
 
@@ -119,10 +136,11 @@ def run(args: argparse.Namespace) -> int:
             backends = [systems.start_backend(work, f"backend{i}", load_cpus) for i in (1, 2)]
             started += backends
             ports = [b.port for b in backends]
+            tls = None if args.skip_tls else systems.make_certificate(work)
             starters: dict[str, Callable[[], System]] = {
-                "tidegate": lambda: systems.start_tidegate(work, ports, proxy_cpus, args.workers),
-                "nginx": lambda: systems.start_nginx(work, ports, proxy_cpus, args.workers),
-                "haproxy": lambda: systems.start_haproxy(work, ports, proxy_cpus, args.workers),
+                "tidegate": lambda: systems.start_tidegate(work, ports, proxy_cpus, args.workers, tls),
+                "nginx": lambda: systems.start_nginx(work, ports, proxy_cpus, args.workers, tls),
+                "haproxy": lambda: systems.start_haproxy(work, ports, proxy_cpus, args.workers, tls),
             }
             targets = [System("direct", None, ports[0])]
             for name in PROXIES:
@@ -142,6 +160,20 @@ def run(args: argparse.Namespace) -> int:
                         f"  p99 {f.p99[-1] * 1e3:6.2f} ms"
                         + (f"  proxy CPU {f.cpu[-1] * 100:3.0f}%" if s.proc is not None else "")
                     )
+            if tls is not None:
+                proxies = [s for s in targets if s.tls_port is not None]
+                for s in proxies:
+                    wrk(f"https://127.0.0.1:{s.tls_port}/", args.connections, 1, load_cpus)
+                for r in range(args.rounds):
+                    for s in proxies:
+                        _tls(s, args, load_cpus, figures[s.name])
+                        f = figures[s.name]
+                        console.print(
+                            f"TLS round {r + 1} {s.name:9s} {f.tls_rps[-1]:9,.0f} req/s keep-alive"
+                            f" (CPU {f.tls_rps_cpu[-1] * 100:3.0f}%)  {f.tls_new[-1]:7,.0f} new conn/s"
+                            f" (CPU {f.tls_new_cpu[-1] * 100:3.0f}%)  {f.tls_full[-1]:7,.0f} full handshakes/s"
+                            f" (CPU {f.tls_full_cpu[-1] * 100:3.0f}%)"
+                        )
             if not args.skip_transfers:
                 for r in range(args.transfer_rounds):
                     for s in targets:
@@ -190,6 +222,52 @@ def _requests(s: System, args: argparse.Namespace, load_cpus: str | None, f: Fig
     f.cpu.append((cpu1 - cpu0) / max(1, round(args.seconds)))
     if res.problems:
         f.problems.add(res.problems)
+
+
+def _tls(s: System, args: argparse.Namespace, load_cpus: str | None, f: Figures) -> None:
+    url = f"https://127.0.0.1:{s.tls_port}/"
+    pid = s.pid
+    for rates, cpus, headers in (
+        (f.tls_rps, f.tls_rps_cpu, ()),
+        (f.tls_new, f.tls_new_cpu, ("Connection: close",)),
+    ):
+        cpu0 = cpu_seconds(pid) if pid else 0.0
+        res = wrk(url, args.connections, args.seconds, load_cpus, headers)
+        cpus.append(((cpu_seconds(pid) if pid else 0.0) - cpu0) / max(1, round(args.seconds)))
+        rates.append(res.rps)
+        if res.problems:
+            f.problems.add("TLS: " + res.problems)
+    cpu0 = cpu_seconds(pid) if pid else 0.0
+    f.tls_full.append(_s_time(s.tls_port or 0, args.seconds, load_cpus))
+    f.tls_full_cpu.append(((cpu_seconds(pid) if pid else 0.0) - cpu0) / max(1, round(args.seconds)))
+
+
+def _s_time(port: int, seconds: float, load_cpus: str | None, clients: int = 2) -> float:
+    """Full TLS handshakes/s: `clients` openssl s_time -new at once (each resumes nothing)."""
+    argv = [
+        "openssl",
+        "s_time",
+        "-connect",
+        f"127.0.0.1:{port}",
+        "-new",
+        "-time",
+        str(max(1, round(seconds))),
+    ]
+    procs = [
+        subprocess.Popen(
+            pinned(argv, load_cpus), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        for _ in range(clients)
+    ]
+    total = 0.0
+    for proc in procs:
+        out, _ = proc.communicate(timeout=seconds + 60)
+        # "1234 connections in 5.01s; 246.31 connections/user sec, bytes read 0"
+        # "1234 connections in 6 real seconds, 0 bytes read per connection"
+        m = re.search(r"(\d+) connections in (\d+) real seconds", out)
+        if m and int(m.group(2)):
+            total += int(m.group(1)) / int(m.group(2))
+    return total
 
 
 def _curl(argv: list[str], load_cpus: str | None) -> tuple[float, str]:
@@ -275,6 +353,8 @@ def _tables(args: argparse.Namespace, figs: dict[str, Figures], pin_note: str) -
                 o = figs[name]
                 r.add_row(name, _ratio(tg.rps, o.rps), _ratio(tg.p99, o.p99))
         out.append(r)
+    if any(f.tls_rps for f in figs.values()):
+        out.append(_tls_table(args, figs, pin_note))
     if not args.skip_transfers:
         x = Table(
             title=f"{args.transfer_mb} MB through each, one curl stream, {args.transfer_rounds} "
@@ -293,6 +373,44 @@ def _tables(args: argparse.Namespace, figs: dict[str, Figures], pin_note: str) -
             )
         out.append(x)
     return out
+
+
+def _per_cpu(rates: list[float], cpus: list[float]) -> list[float]:
+    return [r / c if c else 0.0 for r, c in zip(rates, cpus, strict=True)]
+
+
+def _tls_table(args: argparse.Namespace, figs: dict[str, Figures], pin_note: str) -> Table:
+    t = Table(
+        title=f"HTTPS (TLS 1.3, P-256 certificate), {args.rounds} alternating rounds (median): keep-alive"
+        f" requests/s (wrk -c{args.connections}), new connections/s (wrk, Connection: close; wrk resumes"
+        " sessions), full handshakes/s (2 x openssl s_time -new); each also per second of the proxy's"
+        " CPU, which is what compares proxies when the clients' own crypto bounds the rate",
+        caption=f"{machine()}; {pin_note}; tidegate workers = {args.workers}, hot path {hot_path()}",
+    )
+    cols = ("system", "keep-alive req/s", "per CPU-s", "new conn/s", "per CPU-s", "full hs/s", "per CPU-s")
+    for col in cols:
+        t.add_column(col, justify="left" if col == "system" else "right")
+    rows = {name: f for name, f in figs.items() if f.tls_rps}
+    series = {
+        name: (
+            f.tls_rps,
+            _per_cpu(f.tls_rps, f.tls_rps_cpu),
+            f.tls_new,
+            _per_cpu(f.tls_new, f.tls_new_cpu),
+            f.tls_full,
+            _per_cpu(f.tls_full, f.tls_full_cpu),
+        )
+        for name, f in rows.items()
+    }
+    for name, cells in series.items():
+        t.add_row(name, *(f"{median_spread(c)[0]:,.0f}" for c in cells))
+    tg = series.get("tidegate")
+    if tg is not None:
+        for name in ("nginx", "haproxy"):
+            o = series.get(name)
+            if o is not None:
+                t.add_row(f"tidegate ÷ {name}", *(_ratio(a, b) for a, b in zip(tg, o, strict=True)))
+    return t
 
 
 def _markdown(t: Table) -> str:

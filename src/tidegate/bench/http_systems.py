@@ -10,7 +10,11 @@ two backend instances with the same settings as far as each system has them:
 - up to three tries per request on connection failures and 502/503/504 (nginx
   `proxy_next_upstream`, HAProxy `retry-on` + `redispatch`), the request body kept for them
   (nginx's default request buffering; tidegate's body store; HAProxy keeps what fits its buffer);
-- X-Forwarded-For/-Proto/-Host set for the instance; no access log anywhere.
+- X-Forwarded-For/-Proto/-Host set for the instance; no access log anywhere;
+- with `tls`, a second listener of the same proxy terminates TLS with the same certificate and key
+  (nginx `listen … ssl`, HAProxy `bind … ssl crt`, tidegate `[http.tls]`), each with its defaults
+  otherwise (TLS 1.2 and 1.3, session tickets on; nginx keeps no session cache by default, HAProxy
+  does, tidegate's OpenSSL contexts do).
 
 The backend instances are nginx with one worker each: `/` answers a short fixed body, `/big` is a
 file served with sendfile, `/upload` reads and discards any body.
@@ -19,6 +23,7 @@ file served with sendfile, `/upload` reads and discards any body.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +39,31 @@ class System:
     name: str
     proc: Proc | None  # None: nothing between wrk and the instance
     port: int
+    tls_port: int | None = None  # the TLS listener's, when asked for one
 
     @property
     def pid(self) -> int | None:
         return self.proc.popen.pid if self.proc is not None else None
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    cert: Path
+    key: Path
+    both: Path  # the certificate, then the key, in one file (HAProxy's `crt`)
+
+
+def make_certificate(work: Path) -> TlsFiles:
+    """A self-signed P-256 pair for `localhost`, made by the openssl command the README shows."""
+    cert, key, both = work / "bench.pem", work / "bench.key", work / "bench-both.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    both.write_bytes(cert.read_bytes() + key.read_bytes())
+    return TlsFiles(cert, key, both)
 
 
 def _user_line() -> str:
@@ -80,7 +106,9 @@ http {{
     return System(name, proc, port)
 
 
-def start_tidegate(work: Path, backends: list[int], cpus: str | None, workers: int = 1) -> System:
+def start_tidegate(
+    work: Path, backends: list[int], cpus: str | None, workers: int = 1, tls: TlsFiles | None = None
+) -> System:
     conf = work / "tidegate.toml"
     instances = ", ".join(f'{{ address = "127.0.0.1:{p}" }}' for p in backends)
     conf.write_text(
@@ -109,13 +137,41 @@ max_body_bytes = "1GiB"
 spool_dir = "{work}"
 """
     )
+    if tls is not None:
+        with conf.open("a") as f:
+            f.write(
+                f"""
+[[http]]
+listen = "127.0.0.1:0"
+pool = "bench"
+workers = {workers}
+[http.tls]
+certificates = [ {{ cert = "{tls.cert}", key = "{tls.key}" }} ]
+[http.retry]
+tries = 3
+statuses = [502, 503, 504]
+[http.limits]
+max_body_bytes = "1GiB"
+spool_dir = "{work}"
+"""
+            )
     proc = Proc(pinned([sys.executable, "-m", "tidegate", "run", str(conf)], cpus), env=child_env())
     proc.wait_for(r"tidegate: ready")
-    return System("tidegate", proc, proc.address("http")[1])
+    tls_port = proc.address("http.1")[1] if tls is not None else None
+    return System("tidegate", proc, proc.address("http")[1], tls_port)
 
 
-def start_nginx(work: Path, backends: list[int], cpus: str | None, workers: int = 1) -> System:
+def start_nginx(
+    work: Path, backends: list[int], cpus: str | None, workers: int = 1, tls: TlsFiles | None = None
+) -> System:
     port = free_port()
+    tls_port = free_port() if tls is not None else None
+    tls_lines = (
+        f"listen 127.0.0.1:{tls_port} ssl backlog=4096;\n"
+        f"        ssl_certificate {tls.cert};\n        ssl_certificate_key {tls.key};"
+        if tls is not None
+        else ""
+    )
     conf = work / "proxy-nginx.conf"
     servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=5 fail_timeout=30s;" for p in backends)
     conf.write_text(
@@ -139,6 +195,7 @@ http {{
     }}
     server {{
         listen 127.0.0.1:{port} backlog=4096;
+        {tls_lines}
         location / {{
             proxy_pass http://bench;
             proxy_http_version 1.1;
@@ -158,11 +215,25 @@ http {{
     )
     proc = Proc(pinned(["nginx", "-c", str(conf), "-p", str(work), "-e", "stderr"], cpus))
     wait_port(port, proc)
-    return System("nginx", proc, port)
+    return System("nginx", proc, port, tls_port)
 
 
-def start_haproxy(work: Path, backends: list[int], cpus: str | None, workers: int = 1) -> System:
+def start_haproxy(
+    work: Path, backends: list[int], cpus: str | None, workers: int = 1, tls: TlsFiles | None = None
+) -> System:
     port = free_port()
+    tls_port = free_port() if tls is not None else None
+    tls_frontend = (
+        f"""
+frontend https_in
+    bind 127.0.0.1:{tls_port} ssl crt {tls.both}
+    option forwardfor
+    http-request set-header X-Forwarded-Proto https
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    default_backend instances"""
+        if tls is not None
+        else ""
+    )
     conf = work / "haproxy.cfg"
     servers = "\n".join(f"    server s{i} 127.0.0.1:{p} check inter 1s" for i, p in enumerate(backends, 1))
     conf.write_text(
@@ -184,7 +255,7 @@ frontend http_in
     option forwardfor
     http-request set-header X-Forwarded-Proto http
     http-request set-header X-Forwarded-Host %[req.hdr(host)]
-    default_backend instances
+    default_backend instances{tls_frontend}
 backend instances
     balance roundrobin
     option httpchk GET /healthz
@@ -193,4 +264,4 @@ backend instances
     )
     proc = Proc(pinned(["haproxy", "-db", "-f", str(conf)], cpus))
     wait_port(port, proc)
-    return System("haproxy", proc, port)
+    return System("haproxy", proc, port, tls_port)
