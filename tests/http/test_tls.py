@@ -165,18 +165,58 @@ def test_a_reload_with_a_bad_certificate_is_refused_and_the_old_one_stays(
 ) -> None:
     with Backend("b") as b:
         a_cert, a_key, a_serial = certs["a"]
+        good_cert, good_key = a_cert.read_bytes(), a_key.read_bytes()
         gw = start_tidegate(config(b, [(a_cert, a_key)]))
         addr = gw.address("http")
-        # A key that belongs to another certificate.
         _, other_key, _ = make_pair(certs["dir"], "other", ["other.test"])
-        a_key.write_bytes(other_key.read_bytes())
+
+        def key_of_another() -> None:
+            a_key.write_bytes(other_key.read_bytes())
+
+        def gone() -> None:
+            a_key.unlink()
+
+        def expired() -> None:
+            # An expired certificate for the same key: only its dates are wrong.
+            make_pair(certs["dir"], "a", ["a.test"], days=-1, start_days=-10, key=_key_of(a_key))
+
+        for spoil, words in (
+            (key_of_another, rf"key: {a_key} does not match the certificate {a_cert}"),
+            (gone, rf"key: cannot read {a_key}"),
+            (expired, rf"cert: {a_cert}: expired on"),
+        ):
+            spoil()
+            mark = len(gw.lines)
+            gw.popen.send_signal(signal.SIGHUP)
+            gw.wait_for_new(r"reload refused", mark)
+            gw.wait_for_new(rf"http\[0\]\.tls\.certificates\[0\]\.{words}", mark)
+            assert served_serial(addr, "a.test") == a_serial
+            assert https_get(addr, "/") == (200, b"b")
+            a_cert.write_bytes(good_cert)
+            a_key.write_bytes(good_key)
+
+
+def _key_of(path: Path) -> Any:
+    return serialization.load_pem_private_key(path.read_bytes(), None)
+
+
+def test_a_reload_reaches_every_worker(start_tidegate: Callable[..., Proc], certs) -> None:
+    with Backend("b") as b:
+        a_cert, a_key, a_serial = certs["a"]
+        gw = start_tidegate(config(b, [(a_cert, a_key)], extra="workers = 2"))
+        addr = gw.address("http")
+        _, _, new_serial = make_pair(certs["dir"], "a", ["a.test"])
         mark = len(gw.lines)
         gw.popen.send_signal(signal.SIGHUP)
-        line = gw.wait_for_new(r"reload refused", mark)
-        gw.wait_for_new(rf"http\[0\]\.tls\.certificates\[0\]\.key: {a_key} does not match", mark)
-        assert line
-        assert served_serial(addr, "a.test") == a_serial
-        assert https_get(addr, "/") == (200, b"b")
+        gw.wait_for_new(r"reloaded", mark)
+        from tidegate.testing.wait import until
+
+        # The main process says "reloaded" once it has sent the section to the workers; each
+        # worker reads the files when the message arrives. The kernel spreads new connections
+        # over both workers' sockets, so twenty in a row reach both (2^-19 that they do not).
+        until(lambda: served_serial(addr, "a.test") == new_serial, timeout=20)
+        serials = {served_serial(addr, "a.test") for _ in range(20)}
+        assert serials == {new_serial}, (serials, a_serial)
 
 
 def test_check_and_start_name_the_file(tmp_path: Path, certs) -> None:
