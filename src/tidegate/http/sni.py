@@ -20,7 +20,7 @@ def normal(name: str) -> str:
     return name.strip().rstrip(".").lower()
 
 
-def _is_ip(name: str) -> bool:
+def is_address(name: str) -> bool:
     try:
         ipaddress.ip_address(name.strip("[]"))
     except ValueError:
@@ -31,7 +31,7 @@ def _is_ip(name: str) -> bool:
 def wildcard_matches(pattern: str, host: str) -> bool:
     """`*.rest` against host: the first label of host stands for the star (a non-empty label)."""
     pattern, host = normal(pattern), normal(host)
-    if not pattern.startswith("*.") or _is_ip(host):
+    if not pattern.startswith("*.") or is_address(host):
         return False
     first, dot, rest = host.partition(".")
     return bool(first) and bool(dot) and rest == pattern[2:] and "*" not in pattern[2:]
@@ -76,6 +76,6 @@ class NameIndex:
         if i is not None:
             return i
         first, dot, rest = host.partition(".")
-        if first and dot and not _is_ip(host):
+        if first and dot and not is_address(host):
             return self.wild.get(rest, 0)
         return 0
