@@ -110,6 +110,19 @@ health = {{ type = "http", path = "/", interval = 1 }}
 [[http]]
 listen = "127.0.0.1:0"
 pool = "web"
+
+[[tcp]]
+listen = "127.0.0.1:0"
+pool = "web"
+
+[dns]
+listen = "127.0.0.1:0"
+zone = "example.test."
+nameservers = ["ns1.example.test."]
+[[dns.records]]
+name = "www.example.test."
+pool = "web"
+ttl = 5
 """
     )
     proc = tidegate("run", str(path), "--grace", "2")
@@ -211,7 +224,11 @@ def test_the_page_loads_and_its_charts_draw(browser: Any, gateway: Gateway, tmp_
         )
         assert page.locator(".chart canvas").count() >= 5
         # The pool's facts and the health column come from the other layers.
-        until(lambda: "last check" in page.inner_text("thead") and "health." in page.inner_text(".facts"))
+        until(lambda: "last check" in page.inner_text("thead"))
+        # The other layers' figures about the pool: health, HTTP, TCP and DNS.
+        facts = page.inner_text("section[data-pool=web] > .facts")
+        for fact in ("health.check.type http", "http.listen", "tcp.connections", "dns.in_answers 127.0.0.1"):
+            assert fact in facts, (fact, facts)
         _no_errors(tab)
         page.screenshot(path=str(tmp_path / "dashboard-first.png"))
     finally:
@@ -277,6 +294,7 @@ def test_a_drain_clicked_in_the_page_reaches_the_api_and_focus_survives(
             gateway.api("POST", f"/api/pools/web/instances/{b.address}/enable")
             tab.wait_ticks(15)
         shot = tmp_path / "dashboard.png"
+        page.evaluate("window.scrollTo(0, 0)")  # the clicks scrolled to their buttons
         tab.wait_ticks(2)
         page.screenshot(path=str(shot))
         assert shot.stat().st_size > 10_000

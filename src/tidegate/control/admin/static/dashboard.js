@@ -115,6 +115,32 @@
     container.dataset.facts = text;
     container.replaceChildren(...pairs.map(([k, v]) => el("span", {}, k + " ", el("b", { text: v }))));
   }
+  // What each layer says about a pool that an operator looks for first (the API has it all);
+  // a layer not named here shows its first few facts.
+  const PICK = {
+    health: ["check.type", "check.path", "check.interval", "outlier.consecutive_failures"],
+    http: ["listen", "idle_upstream_connections"],
+    tcp: ["listen", "connections", "accepted", "unplaced", "drain_cut"],
+    dns: ["zone", "in_answers", "max_ttl", "serial", "fail_open", "queries_per_s"],
+    lvs: ["mode", "vip", "connections", "forwarded", "dropped"],
+  };
+  function poolFacts(pd) {
+    const pairs = [];
+    for (const [name, facts] of Object.entries(pd)) {
+      if (BASE_POOL.has(name) || !facts || typeof facts !== "object") continue;
+      const pick = PICK[name.split(".")[0]];
+      if (!pick) { flatten(name + ".", facts, pairs, pairs.length + 6); continue; }
+      const all = { ...facts };
+      if (facts.records) { // DNS: queries/s of the pool's records together
+        all.queries_per_s = Object.values(facts.records).reduce((n, r) => n + (r.queries_per_s || 0), 0);
+      }
+      for (const key of pick) {
+        const v = key.split(".").reduce((o, k) => (o && typeof o === "object" ? o[k] : undefined), all);
+        if (v !== undefined) pairs.push([name + "." + key, scalar(v)]);
+      }
+    }
+    return pairs;
+  }
   function colorOf(pool, address) {
     const key = pool + " " + address;
     if (!ui.colors.has(key)) {
@@ -323,9 +349,7 @@
       const p = ui.pools.get(pd.name) || ui.pools.set(pd.name, makePool(pd)).get(pd.name);
       set(p.title.lastChild, pd.scheduler + (pd.slow_start ? ", slow start " + pd.slow_start + " s" : "") +
         ", " + pd.instances.filter((i) => SERVING.has(i.state)).length + " of " + pd.instances.length + " serving");
-      const pairs = [];
-      for (const [k, v] of Object.entries(pd)) if (!BASE_POOL.has(k)) flatten(k + ".", v, pairs, pairs.length + 6);
-      renderFacts(p.facts, pairs);
+      renderFacts(p.facts, poolFacts(pd));
       const addresses = new Set();
       for (const inst of pd.instances) {
         addresses.add(inst.address);
