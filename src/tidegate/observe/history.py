@@ -16,6 +16,7 @@ are all `None` has aged out and is dropped.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -68,9 +69,12 @@ class Ring:
             yield self._values[(start + k) % self.size]
 
     def last(self, n: int) -> list[object]:
-        """The newest `n` values (all of them when n >= len)."""
-        values = list(self)
-        return values[max(0, len(values) - n) :]
+        """The newest `n` values (all of them when n >= len), oldest first."""
+        n = max(0, min(n, self._len))
+        start = (self._head - n) % self.size
+        if start + n <= self.size:
+            return self._values[start : start + n]
+        return self._values[start:] + self._values[: start + n - self.size]
 
 
 def quantile(q: float, counts: Sequence[int], bounds: Sequence[float] = LATENCY_BOUNDS) -> float | None:
@@ -199,7 +203,8 @@ class History:
         {"metrics": [...], "times": [...], "pools": {pool: {"pool": {metric:
         [...]}, "instances": {address: {metric: [...]}}}}}; a series' lists align with times."""
         times = [t for t in self.times if isinstance(t, float)]
-        n = len(times) if after is None else sum(1 for t in times if t > after)
+        # Times only grow (sample() ignores a clock that goes back).
+        n = len(times) if after is None else len(times) - bisect_right(times, after)
         pools: dict[str, dict[str, object]] = {}
         instances: dict[str, dict[str, object]] = {}
         for (pool, address), ring in self._series.items():
@@ -212,9 +217,11 @@ class History:
         return {"metrics": list(METRICS), "times": times[len(times) - n :], "pools": pools}
 
 
+_GAP: Final[Point] = (None,) * len(METRICS)
+
+
 def _columns(points: list[object]) -> dict[str, list[float | None]]:
-    out: dict[str, list[float | None]] = {m: [] for m in METRICS}
-    for point in points:
-        for k, m in enumerate(METRICS):
-            out[m].append(point[k] if isinstance(point, tuple) else None)
-    return out
+    if not points:
+        return {m: [] for m in METRICS}
+    rows = [p if isinstance(p, tuple) else _GAP for p in points]
+    return {m: list(column) for m, column in zip(METRICS, zip(*rows, strict=True), strict=True)}
