@@ -23,6 +23,7 @@ import os
 import signal
 import sys
 
+from tidegate.config.model import split_address
 from tidegate.control.registry.etcd_client import EtcdClient
 from tidegate.control.registry.layout import Registration, encode_registration, instance_key, parse_etcd_url
 from tidegate.control.registry.lease import LeasedKeys
@@ -38,6 +39,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", "-p", type=int, default=8000, help="port of the first instance; 0 = ephemeral")
     p.add_argument("--host", default="127.0.0.1", help="address the instances listen on")
     p.add_argument("--control-port", type=int, default=0, help="the supervisor's control port on loopback")
+    p.add_argument(
+        "--control-listen",
+        metavar="HOST:PORT",
+        help="where the supervisor's control endpoint listens instead (for `tidegate upgrade` run on "
+        "another host, e.g. the LVS director's); it has no authentication: keep it on a private network",
+    )
+    p.add_argument(
+        "--advertise",
+        metavar="HOST",
+        help="the address the gateway or director reaches this host by: the instances are registered "
+        "as HOST:PORT and the supervisor as http://HOST:CONTROL_PORT (default: where they listen)",
+    )
     p.add_argument(
         "--register",
         metavar="ADMIN_URL",
@@ -80,6 +93,23 @@ def run(args: argparse.Namespace) -> int:
         if not 2 <= args.lease <= 3600:
             print("tidegate serve: --lease must be from 2 to 3600 seconds", file=sys.stderr)
             return 2
+    if args.control_listen is not None:
+        try:
+            host, port = split_address(args.control_listen)
+        except ValueError as exc:
+            print(f"tidegate serve: --control-listen: {exc}", file=sys.stderr)
+            return 2
+        args.control_host, args.control_port = host, port
+    else:
+        args.control_host = "127.0.0.1"
+    wildcard = {"0.0.0.0", "::", ""}
+    if args.advertise is None and (args.control_host in wildcard or (args.register and args.host in wildcard)):
+        print(
+            "tidegate serve: listening on a wildcard address needs --advertise HOST "
+            "(the address the gateway or director reaches this host by)",
+            file=sys.stderr,
+        )
+        return 2
     import uvloop
 
     return uvloop.run(_serve(args))
@@ -87,12 +117,14 @@ def run(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace) -> int:
     ports = [0] * args.instances if args.port == 0 else [args.port + i for i in range(args.instances)]
-    supervisor = Supervisor(args.app, args.host, ports, instance_args(args), env=child_env())
+    supervisor = Supervisor(
+        args.app, args.host, ports, instance_args(args), env=child_env(), advertise=args.advertise
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    control = await start_control_server(supervisor, args.control_port)
+    control = await start_control_server(supervisor, args.control_port, args.control_host, args.advertise)
     etcd = args.register is not None and args.register.startswith("etcd://")
     admin = AdminClient(args.register, args.admin_token) if args.register and not etcd else None
     leased: LeasedKeys | None = None
@@ -111,8 +143,8 @@ async def _serve(args: argparse.Namespace) -> int:
                     meta = {"supervisor": control.url}
                     if child.version:
                         meta["version"] = child.version
-                    note = await register(admin, args.pool, child.address, args.weight, meta)
-                    registered.append(child.address)
+                    note = await register(admin, args.pool, child.public, args.weight, meta)
+                    registered.append(child.public)
                     print(f"tidegate: {note}", file=sys.stderr, flush=True)
             except AdminError as exc:
                 print(
@@ -123,7 +155,7 @@ async def _serve(args: argparse.Namespace) -> int:
                 code = 1
                 return code
         if etcd:
-            leased = await _register_in_etcd(args, [c.address for c in supervisor.children], control.url)
+            leased = await _register_in_etcd(args, [c.public for c in supervisor.children], control.url)
         print(f"tidegate: ready ({args.instances} instances of {args.app})", file=sys.stderr, flush=True)
         await stop.wait()
         print("tidegate: supervisor stopping", file=sys.stderr, flush=True)

@@ -1,4 +1,4 @@
-"""The supervisor's control endpoint as a running uvicorn server on loopback."""
+"""The supervisor's control endpoint as a running uvicorn server (loopback unless told otherwise)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ class ControlServer:
 
 
 async def start_control_server(
-    supervisor: Supervisor, port: int = 0, host: str = "127.0.0.1"
+    supervisor: Supervisor, port: int = 0, host: str = "127.0.0.1", advertise: str | None = None
 ) -> ControlServer:
+    """The running endpoint; its `url` is what others reach it by (on `advertise` when given)."""
     config = uvicorn.Config(
         control_app(supervisor),
         host=host,
@@ -47,4 +48,5 @@ async def start_control_server(
         task.result()  # raises what stopped it (uvicorn exits on a bind error)
         raise RuntimeError("the supervisor's control endpoint did not start")
     bound_host, bound_port = server.bound[0]
-    return ControlServer(server, task, f"http://{bound_host}:{bound_port}")
+    shown = advertise or bound_host
+    return ControlServer(server, task, f"http://{f'[{shown}]' if ':' in shown else shown}:{bound_port}")

@@ -31,6 +31,10 @@ from tidegate.instance.child_state import (
 _LISTENING = re.compile(r"tidegate: instance listening on (\S+):(\d+)(?: pid=(\d+))?(?: version=(\S+))?")
 
 
+def _join(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class StartError(RuntimeError):
     """An instance exited before it ever listened (the app does not import, the port is taken …)."""
 
@@ -52,14 +56,21 @@ class Child:
     started_at: float = 0.0
     proc: asyncio.subprocess.Process | None = None
     tail: list[str] = field(default_factory=list)  # the last lines of output, for error messages
+    advertise: str | None = None  # the host a gateway or director reaches it by, if not `host`
 
     @property
     def address(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        """Where it listens."""
+        return _join(self.host, self.port)
+
+    @property
+    def public(self) -> str:
+        """Where a gateway or director reaches it (registered there, and what a rollout asks for)."""
+        return _join(self.advertise, self.port) if self.advertise else self.address
 
     def view(self) -> dict[str, object]:
         return {
-            "address": self.address,
+            "address": self.public,
             "state": self.state.value,
             "generation": self.generation,
             "pid": self.pid,
@@ -82,11 +93,12 @@ class Supervisor:
         instance_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
         on_change: Callable[[Child], None] | None = None,
+        advertise: str | None = None,
     ) -> None:
         self.app_ref = app_ref
         self.instance_args = list(instance_args)
         self.env = env
-        self.children = [Child(i, host, port) for i, port in enumerate(ports)]
+        self.children = [Child(i, host, port, advertise=advertise) for i, port in enumerate(ports)]
         self.on_change = on_change
         self._changed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -118,7 +130,7 @@ class Supervisor:
 
     def find(self, address: str) -> Child | None:
         for child in self.children:
-            if child.address == address or str(child.port) == address:
+            if address in (child.address, child.public, str(child.port)):
                 return child
         return None
 

@@ -1,4 +1,5 @@
-"""The supervisor's control endpoint (loopback only): what `tidegate upgrade` talks to.
+"""The supervisor's control endpoint (loopback, or `--control-listen`): what `tidegate upgrade`
+talks to.
 
     GET  /instances                        → [{address, state, generation, pid, version, …}]
     POST /instances/{address}/restart      → 202 {address, generation}: SIGTERM now; the instance
@@ -51,7 +52,7 @@ def control_app(supervisor: Supervisor):  # type: ignore[no-untyped-def]
                 await _json(send, 409, {"error": f"instance {child.address} is {child.state.value}"})
             else:
                 generation = supervisor.restart(child)
-                await _json(send, 202, {"address": child.address, "generation": generation})
+                await _json(send, 202, {"address": child.public, "generation": generation})
         else:
             await _json(send, 404, {"error": f"no such endpoint: {method} {scope['path']}"})
 
