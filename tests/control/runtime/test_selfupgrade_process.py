@@ -4,6 +4,7 @@ processes, wrk and real sockets."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -288,3 +289,94 @@ def test_ctl_self_upgrade_through_the_admin_api(tmp_path: Path, backends: tuple[
         assert api(proc.address("admin"))["instances"][0]["state"] == "maint"
     finally:
         current_stop(proc, pid_file)
+
+
+def test_http_workers_and_dns_are_handed_over_with_the_health_verdicts(tmp_path: Path) -> None:
+    import dns.message
+    import dns.query
+
+    dead = socket.socket()
+    dead.bind(("127.0.0.3", 0))  # bound, never listening: its health checks fail
+    alive = socket.socket()
+    alive.bind(("127.0.0.2", 0))
+    alive.listen(64)
+
+    def accept() -> None:  # the health checks' connections, so the queue never fills
+        with contextlib.suppress(OSError):
+            while True:
+                alive.accept()[0].close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    with Backend("a") as a, Backend("b") as b:
+        cfg = tmp_path / "tidegate.toml"
+        cfg.write_text(
+            f"""
+[[pools]]
+name = "web"
+instances = [{{ address = "{a.address}" }}, {{ address = "{b.address}" }}]
+
+[[pools]]
+name = "names"
+instances = [
+  {{ address = "127.0.0.2:{alive.getsockname()[1]}" }},
+  {{ address = "127.0.0.3:{dead.getsockname()[1]}" }},
+]
+[pools.health]
+type = "tcp"
+interval = "200ms"
+timeout = "150ms"
+rise = 2
+fall = 1
+
+[[http]]
+listen = "127.0.0.1:0"
+pool = "web"
+workers = 2
+
+[dns]
+listen = "127.0.0.1:0"
+zone = "example.test."
+nameservers = ["ns1.example.test."]
+[[dns.records]]
+name = "www.example.test."
+pool = "names"
+ttl = 5
+answers = 2
+"""
+        )
+        pid_file = tmp_path / "tidegate.pid"
+        proc = tidegate("run", str(cfg), "--pid-file", str(pid_file))
+        try:
+            proc.wait_for(r"tidegate: ready")
+            proc.wait_for(r"127\.0\.0\.3:\d+ up -> down", timeout=20)
+            http_addr, (dns_host, dns_port) = proc.address("http"), proc.address("dns")
+
+            def ips(tcp: bool = False) -> set[str]:
+                q = dns.message.make_query("www.example.test.", "A")
+                ask = dns.query.tcp if tcp else dns.query.udp
+                r = ask(q, dns_host, port=dns_port, timeout=5)
+                return {rd.address for rrset in r.answer for rd in rrset}
+
+            assert ips() == ips(tcp=True) == {"127.0.0.2"}
+            loop = OneShots(http_addr)
+            try:
+                wait_until(lambda: loop.ok > 20, 30, "the loop got going")
+                mark = len(proc.lines)
+                proc.signal(signal.SIGUSR2)
+                m = proc.wait_for_new(r"tidegate: upgraded to pid (\d+)", mark, timeout=60)
+                proc.popen.wait(30)
+                # The verdict came along: the dead instance is not answered again, not even once
+                # before the new process's own checks (rise = 2) would have had their say.
+                assert ips() == ips(tcp=True) == {"127.0.0.2"}, proc.output()
+                done = loop.ok
+                wait_until(lambda: loop.ok > done + 20, 30, "requests through the new workers")
+            finally:
+                loop.stop()
+            assert (loop.bad, loop.errors, loop.refused) == ([], [], 0)
+            assert pid_of(pid_file) == int(m.group(1))
+            assert not any("127.0.0.3" in line and "-> up" in line for line in proc.lines[mark:])
+        finally:
+            current_stop(proc, pid_file)
+            dead.close()
+            alive.shutdown(socket.SHUT_RDWR)
+            alive.close()
