@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import itertools
 import json
 import os
 import re
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tidegate.testing.backends import Backend
 from tidegate.testing.process import Proc, child_env, run_tidegate, tidegate
@@ -66,6 +68,29 @@ def api(addr: tuple[str, int], method: str = "GET", path: str = "/api/pools/web"
 
 def requests_total(addr: tuple[str, int]) -> int:
     return int(api(addr)["totals"]["requests"])
+
+
+def counters(addr: tuple[str, int]) -> dict[str, float]:
+    """Every cumulative sample of /metrics (counters, histogram counts and sums) by name and labels."""
+    conn = http.client.HTTPConnection(*addr, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        if family.type in ("counter", "histogram"):
+            for s in family.samples:
+                if not s.name.endswith("_created"):
+                    out[f"{s.name}{sorted(s.labels.items())}"] = s.value
+    assert out, text
+    return out
+
+
+def grew(before: dict[str, float], after: dict[str, float]) -> list[str]:
+    """The samples of `before` that are missing from `after` or smaller there."""
+    return [f"{k}: {v} -> {after.get(k)}" for k, v in before.items() if after.get(k, -1.0) < v]
 
 
 def pid_of(path: Path) -> int:
@@ -160,12 +185,14 @@ def test_three_self_upgrades_under_load(tmp_path: Path, backends: tuple[Backend,
         )
         loops = [OneShots(http_addr), OneShots(tcp_addr)]
         totals = [requests_total(admin)]
+        figures = [counters(admin)]
         try:
             wait_until(lambda: all(loop.ok > 20 for loop in loops), 30, "the loops got going")
             for _ in range(3):
                 mark = len(proc.lines)
                 before = requests_total(admin)
                 totals.append(before)
+                figures.append(counters(admin))
                 os.kill(pids[-1], signal.SIGUSR2)
                 m = proc.wait_for_new(r"tidegate: upgraded to pid (\d+)", mark, timeout=60)
                 new = int(m.group(1))
@@ -173,6 +200,7 @@ def test_three_self_upgrades_under_load(tmp_path: Path, backends: tuple[Backend,
                 old = pids[-1]
                 pids.append(new)
                 totals.append(requests_total(admin))
+                figures.append(counters(admin))
                 if old == proc.popen.pid:
                     proc.popen.wait(30)
                 else:
@@ -185,6 +213,7 @@ def test_three_self_upgrades_under_load(tmp_path: Path, backends: tuple[Backend,
                     "requests through the new process",
                 )
                 totals.append(requests_total(admin))
+                figures.append(counters(admin))  # the old process's last increase is in by now
         finally:
             for loop in loops:
                 loop.stop()
@@ -201,6 +230,10 @@ def test_three_self_upgrades_under_load(tmp_path: Path, backends: tuple[Backend,
         assert done is not None and int(done.group(1)) > 100, out
         assert len(b.paths) == b_seen, "a drained instance received requests"
         assert totals == sorted(totals), totals
+        # Every counter of /metrics only grew (instances', the TCP listener's, ...), across all.
+        assert any("tcp" in k for k in figures[0]), figures[0]
+        for before, after in itertools.pairwise(figures):
+            assert grew(before, after) == [], grew(before, after)
         assert api(admin)["instances"][1]["state"] == "draining"
     finally:
         current_stop(proc, pid_file)

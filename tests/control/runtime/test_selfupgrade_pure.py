@@ -186,3 +186,31 @@ def test_never_leaves_unless_the_new_process_was_ready(events: list[Event]) -> N
             assert before in (Phase.SPAWNING, Phase.WAITING_READY) and phase is Phase.IDLE
         if before is Phase.IDLE and event is not Event.REQUESTED:
             assert (phase, actions) == (Phase.IDLE, ())
+
+
+# --- counters of /metrics other than the instances' (carried.py) ------------------------------------
+def test_carried_counters_add_to_the_same_samples_and_fill_in_missing_ones() -> None:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    from tidegate.control.runtime.carried import SEEDED_PREFIX, add_carried, counter_values
+
+    def families(accepted: float, per_instance: dict[str, float], seeded: float) -> list:
+        c = CounterMetricFamily("tidegate_tcp_accepted_connections", "x", labels=["listener"])
+        c.add_metric(["tcp"], accepted)
+        i = CounterMetricFamily("tidegate_tcp_instance_opened_connections", "x", labels=["instance"])
+        for address, n in per_instance.items():
+            i.add_metric([address], n)
+        g = GaugeMetricFamily("tidegate_tcp_open_connections", "x", value=5)
+        s = CounterMetricFamily(SEEDED_PREFIX + "requests", "x", labels=["instance"])
+        s.add_metric(["a"], seeded)
+        return [c, i, g, s]
+
+    old = counter_values(families(10, {"a": 4, "b": 6}, 100))
+    assert all(not k.startswith(SEEDED_PREFIX) for k in old)
+    new = list(add_carried(families(1, {"a": 1}, 7), json.loads(json.dumps(old))))
+    values = {s.name + str(sorted(s.labels.items())): s.value for m in new for s in m.samples}
+    assert values["tidegate_tcp_accepted_connections_total[('listener', 'tcp')]"] == 11
+    assert values["tidegate_tcp_instance_opened_connections_total[('instance', 'a')]"] == 5
+    assert values["tidegate_tcp_instance_opened_connections_total[('instance', 'b')]"] == 6  # filled in
+    assert values["tidegate_tcp_open_connections[]"] == 5  # a gauge is this process's own
+    assert values[SEEDED_PREFIX + "requests_total[('instance', 'a')]"] == 7  # seeded elsewhere

@@ -126,9 +126,12 @@ class AdminService:
             self.cfg = config.admin.model_copy(update={"listen": self.cfg.listen})
 
     async def stop_listening(self) -> None:
-        """An [admin] whose listen moved: uvicorn closes this listener within its next tick, and
-        the new service registers a collector of the same name as this one's."""
+        """An [admin] whose listen moved, or a self-upgrade's old process: the listener closes
+        now (uvicorn's own shutdown would leave it accepting until its next tick), and the new
+        service registers a collector of the same name as this one's."""
         if self._server is not None:
+            for server in getattr(self._server, "servers", ()):
+                server.close()
             self._server.should_exit = True
         with contextlib.suppress(KeyError):
             self.registry.unregister(self._collector)

@@ -29,12 +29,11 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry
-
 from tidegate.balancing.pool import Pool
 from tidegate.config import Config, ConfigError, load_config
 from tidegate.config.load import FileCheck
 from tidegate.config.locate import Path as ConfigPath
+from tidegate.control.runtime.carried import CarryingRegistry
 from tidegate.control.runtime.handover_state import restore
 from tidegate.control.runtime.pools import build_pools, reload_pools
 from tidegate.control.runtime.sections import (
@@ -144,6 +143,7 @@ class Runtime:
         self.reloads = 0
         self._stopping = False
         self._leaving: asyncio.Future[None] | None = None
+        self.deferred_admin: Service | None = None
         # The section each running service follows, in step with self.services.
         self._sections: list[Section] = []
         self._retiring: set[asyncio.Task[None]] = set()  # services whose section a reload removed
@@ -155,7 +155,7 @@ class Runtime:
         # `argv`: how to start this process again (the `tidegate` arguments), for SIGUSR2.
         self.upgrader = Upgrader(self, argv) if argv else None
         # Every service registers its Prometheus collectors here; the admin API serves it.
-        self.metrics = CollectorRegistry(auto_describe=True)
+        self.metrics = CarryingRegistry(auto_describe=True)
         self._names = Names()
         self._figures = Figures(self.metrics)
         # Pool → addresses registered through the admin API or the etcd registry: a reload keeps
@@ -186,6 +186,7 @@ class Runtime:
         pending: dict[Key, list[list[socket.socket]]] = {}
         if inherited is not None:
             restore(inherited.snapshot, self.pools, self.registered)
+            self.metrics.carry(inherited.counters)
             pending = {key: list(groups) for key, groups in inherited.sockets.items()}
         self.services, self._listeners = [], []
         try:
@@ -198,10 +199,21 @@ class Runtime:
                 self._listeners.append([s.dup() for s in socks or ()])
         finally:
             _close(g for groups in pending.values() for g in groups)  # listeners the config dropped
-        for svc in self.services:
+        for svc, section in zip(self.services, self._sections, strict=True):
+            if section.kind == "admin" and inherited is not None:
+                # Started once the old process has stopped accepting and said where its counters
+                # stand (follow_old): until then its admin API answers alone, so no scrape sees
+                # a counter of this process before it carries the old one's on.
+                self.deferred_admin = svc
+                continue
             await svc.start()
             if svc.name == "health" and inherited is not None:
                 svc.adopt(inherited.verdicts())  # type: ignore[attr-defined]
+
+    async def start_deferred(self) -> None:
+        svc, self.deferred_admin = self.deferred_admin, None
+        if svc is not None and not self._stopping:
+            await svc.start()
 
     async def reload(self) -> bool:
         # Two SIGHUPs in a row: the second reload starts after the first, never inside it.
@@ -341,7 +353,24 @@ class Runtime:
 
     def leave(self) -> None:
         """The new process is current: stop as on SIGTERM, but it holds the listeners now."""
-        self._leaving = asyncio.ensure_future(self.stop())
+        self._leaving = asyncio.ensure_future(self._leave())
+
+    async def _leave(self) -> None:
+        # Every listener stops accepting first, the admin API's too (the new process answers
+        # there now), not one service after another's drain; then the counters as they stand go
+        # to the new process, and the services finish what they have.
+        for svc, listeners in zip(self.services, self._listeners, strict=True):
+            _close([listeners])
+            stop_listening = getattr(svc, "stop_listening", None)
+            if stop_listening is not None:
+                try:
+                    await stop_listening()
+                except Exception:
+                    log.exception("closing the listeners of %s", svc.name)
+        self._listeners = [[] for _ in self.services]
+        if self.upgrader is not None:
+            await self.upgrader.report()
+        await self.stop()
 
     async def stop(self) -> None:
         if self._stopping:

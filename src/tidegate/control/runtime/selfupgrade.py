@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tidegate.control.runtime.carried import counter_values
 from tidegate.control.runtime.handover_state import Snapshot, SnapshotError, Verdict, add_counters, capture
 from tidegate.control.runtime.sections import Key
 from tidegate.control.runtime.upgrade_machine import Action, Event, Phase, step
@@ -162,6 +163,7 @@ class Inherited:
     parent: int
     sockets: dict[Key, list[list[socket.socket]]] = field(default_factory=dict)
     snapshot: Snapshot = field(default_factory=Snapshot)
+    counters: dict[str, Any] = field(default_factory=dict)  # carried.py
 
     def verdicts(self) -> dict[str, dict[str, dict[str, Any]]]:
         return {name: {a: vars(v) for a, v in by.items()} for name, by in self.snapshot.health.items()}
@@ -189,6 +191,7 @@ def take_over(fd: int) -> Inherited:
         raise RuntimeError("self-upgrade: the old process did not send its state")
     try:
         got.snapshot = Snapshot.from_json(state["snapshot"])
+        got.counters = dict(state.get("counters", {}))
     except SnapshotError as exc:
         raise RuntimeError(f"self-upgrade: {exc}") from None
     sock.setblocking(False)
@@ -196,8 +199,11 @@ def take_over(fd: int) -> Inherited:
 
 
 async def follow_old(rt: Runtime, inh: Inherited) -> None:
-    """Tell the old process this one is ready, then take its `commit` and last counter increase."""
+    """Tell the old process this one is ready; take its `commit`, then its counters (once it has
+    stopped accepting, and once it has drained). The admin API starts here after the first of
+    those (or when the old process is gone)."""
     ch = inh.channel
+    base = {f"{n} {a}": s.counters for n, insts in inh.snapshot.pools.items() for a, s in insts.items()}
     try:
         await ch.send({"type": "ready", "pid": os.getpid()})
         while (msg := await ch.recv()) is not None:
@@ -206,24 +212,28 @@ async def follow_old(rt: Runtime, inh: Inherited) -> None:
                     "self-upgrade: this process (pid %d) is current; pid %d drains", os.getpid(), inh.parent
                 )
             elif msg.get("type") == "figures":
-                _add_final(rt, inh.snapshot, msg["pools"])
+                _add_growth(rt, base, msg["pools"])
+                rt.metrics.carry(msg.get("counters", {}))
+                await rt.start_deferred()
     except (OSError, ValueError) as exc:
         log.warning("self-upgrade: the channel to the old process: %s", exc)
     finally:
         ch.close()
+        await rt.start_deferred()
 
 
-def _add_final(rt: Runtime, snap: Snapshot, final: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> None:
-    """The old process's counters grew between the snapshot and its exit: add that growth here."""
-    for name, by_address in final.items():
+def _add_growth(rt: Runtime, base: dict[str, dict[str, Any]], grown: Mapping[str, Mapping[str, Any]]) -> None:
+    """The old process's instance counters grew since it last said (`base`: the snapshot's, then
+    each report's): add that growth here."""
+    for name, by_address in grown.items():
         pool = rt.pools.get(name)
         if pool is None:
             continue
         for address, after in by_address.items():
             inst = pool.get(address)
-            before = snap.pools.get(name, {}).get(address)
             if inst is not None:
-                add_counters(inst.counters, after, before.counters if before is not None else None)
+                add_counters(inst.counters, after, base.get(f"{name} {address}"))
+                base[f"{name} {address}"] = after
 
 
 # --- the old process's side -------------------------------------------------------------------------
@@ -307,7 +317,7 @@ class Upgrader:
             "sections": [[key[0], key[1], len(socks)] for key, socks in listening],
         }
         await ch.send(head, [s.fileno() for _, socks in listening for s in socks])
-        await ch.send({"type": "state", "snapshot": self.snapshot().to_json()})
+        await ch.send({"type": "state", "snapshot": self.snapshot().to_json(), "counters": self._counters()})
         ready = await ch.recv()
         if ready is None or ready.get("type") != "ready":
             raise _Failed(await self._gone("before it was ready"))
@@ -319,6 +329,9 @@ class Upgrader:
             self.rt.registered,
             {name: {a: Verdict(**v) for a, v in by.items()} for name, by in health.items()},
         )
+
+    def _counters(self) -> dict[str, Any]:
+        return dict(counter_values(self.rt.metrics.collect()))
 
     async def _gone(self, when: str) -> str:
         proc = self.proc
@@ -348,16 +361,22 @@ class Upgrader:
         notify("READY=1")
         return False, why
 
+    async def report(self) -> None:
+        """The counters as they are now, for the new process to carry on from (sent once this
+        process stopped accepting, and once it has drained)."""
+        if self.channel is None:
+            return
+        grown = {
+            name: {a: s.counters for a, s in insts.items()} for name, insts in self.snapshot().pools.items()
+        }
+        with contextlib.suppress(OSError):
+            await self.channel.send({"type": "figures", "pools": grown, "counters": self._counters()})
+
     async def drained(self) -> None:
         """The runtime stopped its services: hand the counters' last increase over."""
         if self._advance(Event.DRAINED) and self.channel is not None:
+            await self.report()
             ch, self.channel = self.channel, None
-            final = {
-                name: {a: vars(s)["counters"] for a, s in insts.items()}
-                for name, insts in self.snapshot().pools.items()
-            }
-            with contextlib.suppress(OSError):
-                await ch.send({"type": "figures", "pools": final})
             ch.close()
 
     @property
