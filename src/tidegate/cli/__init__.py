@@ -7,6 +7,8 @@ import importlib
 import sys
 from types import ModuleType
 
+from tidegate.observe import process_log
+
 # subcommand → (module, one-line help); a module has add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("tidegate.cli.run_cmd", "run every layer the config names"),
@@ -49,6 +51,15 @@ class _Version(argparse.Action):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tidegate", description=__doc__)
     parser.add_argument("--version", action=_Version, help="print the version and how the hot path runs")
+    parser.add_argument(
+        "--log-level", choices=process_log.LEVELS, default="info", help="the process log's level (default info)"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=process_log.FORMATS,
+        default="text",
+        help="the process log: text lines, or one JSON object a line (default text)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         module = _load(name)
@@ -62,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    process_log.export(args.log_level, args.log_format)
     code: int = args._module.run(args)
     return code
 

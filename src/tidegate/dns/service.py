@@ -14,7 +14,6 @@ import contextlib
 import errno
 import logging
 import socket
-import sys
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -29,6 +28,8 @@ from tidegate.listening import shown, stream_listener
 from tidegate.service import Host, Service
 
 log = logging.getLogger("tidegate.dns")
+# Lifecycle lines scripts wait for ("tidegate: ready"): the process log, logger "tidegate".
+announce = logging.getLogger("tidegate")
 
 TCP_IDLE_TIMEOUT = 10.0
 _BIND_TRIES = 20
@@ -162,7 +163,7 @@ class DnsService:
             udp_sock.close()
             tcp_sock.close()
             raise
-        print(f"tidegate: {self.name} listening on {shown(tcp_sock)}", file=sys.stderr, flush=True)
+        announce.info(f"{self.name} listening on {shown(tcp_sock)}")
 
     async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:
         if config.dns is None:

@@ -152,6 +152,10 @@ class HealthService:
         w = self._watches.get(pool)
         return w.rounds if w is not None else 0
 
+    def unchecked_pools(self) -> list[str]:
+        """Pools with active checks whose first round has not completed (/readyz waits on them)."""
+        return [name for name, w in self._watches.items() if w.checking and w.rounds == 0]
+
     async def wait_rounds(self, pool: str, n: int = 1) -> None:
         """Return once `n` more rounds of active checks of `pool` have completed (for tests and
         tools that must act on fresh verdicts)."""

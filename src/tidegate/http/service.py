@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import sys
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -31,6 +30,8 @@ from tidegate.listening import stream_listener
 from tidegate.service import Host, SectionError
 
 log = logging.getLogger("tidegate.http")
+# Lifecycle lines scripts wait for ("tidegate: ready"): the process log, logger "tidegate".
+announce = logging.getLogger("tidegate")
 
 
 class HttpService:
@@ -84,7 +85,7 @@ class HttpService:
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         self.address = f"{shown}:{bound[1]}"
         if self.announce:
-            print(f"tidegate: {self.name} listening on {self.address}", file=sys.stderr, flush=True)
+            announce.info(f"{self.name} listening on {self.address}")
         self._sweeper = self.loop.create_task(self._sweep())
 
     async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:

@@ -13,7 +13,6 @@ cannot run is refused and the running director is left as it was.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Mapping
 
 from tidegate.balancing.pool import Pool
@@ -27,6 +26,8 @@ from tidegate.lvs.userspace import EngineError, UserspaceEngine, preflight
 from tidegate.service import Host, SectionError
 
 log = logging.getLogger("tidegate.lvs")
+# Lifecycle lines scripts wait for ("tidegate: ready"): the process log, logger "tidegate".
+announce = logging.getLogger("tidegate")
 
 
 def timeouts_of(cfg: LvsConfig) -> Timeouts:
@@ -99,7 +100,7 @@ class LvsService:
         try:
             await self._start_engine()
         except EngineError as exc:
-            print(f"tidegate: lvs ({self.cfg.engine} engine): {exc}", file=sys.stderr, flush=True)
+            announce.error(f"lvs ({self.cfg.engine} engine): {exc}")
             raise SystemExit(2) from None
 
     async def _start_engine(self) -> None:
@@ -115,7 +116,7 @@ class LvsService:
             self.pool.name,
             self.pool.scheduler_name,
         )
-        print(f"tidegate: lvs listening on {self.cfg.vip}", file=sys.stderr, flush=True)
+        announce.info(f"lvs listening on {self.cfg.vip}")
 
     async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:
         new = config.lvs

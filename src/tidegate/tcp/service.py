@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import sys
 from collections.abc import Mapping
 
 from tidegate.balancing.instance import Instance
@@ -31,6 +30,8 @@ from tidegate.tcp.metrics import TcpCollector
 from tidegate.tcp.relay import Connection
 
 log = logging.getLogger("tidegate.tcp")
+# Lifecycle lines scripts wait for ("tidegate: ready"): the process log, logger "tidegate".
+announce = logging.getLogger("tidegate")
 
 # Write buffer high-water mark per side: past it, reading from the other side pauses. A few
 # socket buffers' worth keeps bulk transfers streaming without holding much per connection.
@@ -102,7 +103,7 @@ class TcpService:
             sock.close()
             raise
         self.address = shown(sock)
-        print(f"tidegate: {self.name} listening on {self.address}", file=sys.stderr, flush=True)
+        announce.info(f"{self.name} listening on {self.address}")
         return server
 
     async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:

@@ -23,6 +23,7 @@ import sys
 from typing import Any
 
 from tidegate.balancing.pool import Pool, StateChange
+from tidegate.observe import process_log
 from tidegate.service import StandaloneHost
 from tidegate.workers import wire
 from tidegate.workers.kind import WorkerKind, WorkerService, load_kind
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     # Reloads reach a worker from the main process (a `reload` message). A SIGHUP sent to every
     # tidegate process (`pkill -HUP`, a terminal's hangup) must not kill it by the default action.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    process_log.configure()  # as `tidegate --log-level --log-format` chose (the environment)
     # The main process logs every pool change once; its mirrors here would repeat each N times.
     logging.getLogger("tidegate.balancing").setLevel(logging.WARNING)
     listen = [socket.socket(fileno=int(fd)) for fd in args.listen_fds.split(",")]

@@ -30,6 +30,8 @@ from tidegate.workers import wire
 from tidegate.workers.kind import Totals, WorkerKind
 
 log = logging.getLogger("tidegate.workers")
+# Lifecycle lines scripts wait for ("tidegate: ready"): the process log, logger "tidegate".
+announce = logging.getLogger("tidegate")
 
 # How often the pools are compared with what the workers were last sent (seconds).
 SYNC_INTERVAL = 0.05
@@ -127,7 +129,7 @@ class WorkersService:
             await self.stop(0)
             raise RuntimeError(f"{self.name}: the worker processes did not start") from None
         log.info("%s: %d worker processes on %s", self.name, len(self.children), self.address)
-        print(f"tidegate: {self.name} listening on {self.address}", file=sys.stderr, flush=True)
+        announce.info(f"{self.name} listening on {self.address}")
         self._sync = asyncio.get_running_loop().create_task(self._sync_pools())
 
     async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:

@@ -142,6 +142,15 @@ class AdminApp:
     async def openapi(self, call: Call) -> Response:
         return json_response(openapi_document())
 
+    async def livez(self, call: Call) -> Response:
+        return Response(200, b"ok\n", "text/plain; charset=utf-8")
+
+    async def readyz(self, call: Call) -> Response:
+        why = self.svc.runtime.not_ready()
+        if why:
+            return Response(503, ("not ready: " + "; ".join(why) + "\n").encode(), "text/plain; charset=utf-8")
+        return Response(200, b"ready\n", "text/plain; charset=utf-8")
+
     async def metrics(self, call: Call) -> Response:
         return Response(200, generate_latest(self.svc.registry), CONTENT_TYPE_LATEST)
 

@@ -93,6 +93,27 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "GET",
+        "/livez",
+        "livez",
+        "livez",
+        "liveness: 200 while the process's event loop answers (no token needed)",
+        (Reply(200, "alive", None, "text/plain"),),
+        (405,),
+        public=True,
+    ),
+    Route(
+        "GET",
+        "/readyz",
+        "readyz",
+        "readyz",
+        "readiness: 200 once every listener is bound and the first health verdicts are in, 503 "
+        "before that and while stopping, with the reasons (no token needed)",
+        (Reply(200, "ready", None, "text/plain"), Reply(503, "not ready, and why", None, "text/plain")),
+        (405,),
+        public=True,
+    ),
+    Route(
+        "GET",
         "/metrics",
         "metrics",
         "metrics",

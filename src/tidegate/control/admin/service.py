@@ -20,7 +20,6 @@ import contextlib
 import ipaddress
 import logging
 import socket
-import sys
 import time
 from collections.abc import Awaitable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -49,6 +48,8 @@ if TYPE_CHECKING:
     from tidegate.control.runtime.process import Runtime
 
 log = logging.getLogger("tidegate.admin")
+# Lifecycle lines scripts wait for ("tidegate: ready"): the process log, logger "tidegate".
+announce = logging.getLogger("tidegate")
 
 SAMPLE_EVERY = 0.5  # seconds between IOPS samples
 HISTORY_EVERY = 1.0  # seconds between points of the dashboard's charts (observe/history.py)
@@ -112,7 +113,7 @@ class AdminService:
                 self._serving.result()  # raises what stopped it
             await asyncio.sleep(0.005)
         shown = f"[{host}]" if ":" in host else host
-        print(f"tidegate: admin listening on {shown}:{port}", file=sys.stderr, flush=True)
+        announce.info(f"admin listening on {shown}:{port}")
         self._sampler = asyncio.create_task(self._sample_loop(), name="admin-iops")
         self._follow(self.pools)
         self._historian = asyncio.create_task(self._history_loop(), name="admin-history")

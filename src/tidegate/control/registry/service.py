@@ -32,7 +32,6 @@ import itertools
 import logging
 import os
 import socket
-import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +70,8 @@ if TYPE_CHECKING:
     from tidegate.control.runtime.process import Runtime
 
 log = logging.getLogger("tidegate.registry")
+# Lifecycle lines scripts wait for ("tidegate: ready"): the process log, logger "tidegate".
+announce = logging.getLogger("tidegate")
 
 _runtimes = itertools.count()
 FIRST_SYNC = 2.0  # seconds start() waits for etcd before going on without it
@@ -87,7 +88,7 @@ class RegistryOutcomeUnknown(RuntimeError):
 
 
 def _say(text: str) -> None:
-    print(f"tidegate: registry {text}", file=sys.stderr, flush=True)
+    announce.info(f"registry {text}")
 
 
 class EtcdRegistry:

@@ -24,7 +24,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +52,7 @@ from tidegate.control.runtime.selfupgrade import (
     remove_pid_file,
     write_pid_file,
 )
+from tidegate.observe import process_log
 from tidegate.service import C, Figures, Names, SectionError, Service
 
 if TYPE_CHECKING:
@@ -142,6 +142,7 @@ class Runtime:
         self.stopped = asyncio.Event()
         self.reloads = 0
         self._stopping = False
+        self._started = False  # listeners bound, services started (/readyz)
         self._leaving: asyncio.Future[None] | None = None
         self.deferred_admin: Service | None = None
         # The section each running service follows, in step with self.services.
@@ -278,7 +279,7 @@ class Runtime:
         self.services = [svc for svc in services if svc is not None]
         self.reloads += 1
         log.info("reloaded %s", self.config_path)
-        print("tidegate: reloaded", file=sys.stderr, flush=True)
+        log.info("reloaded")
         return True
 
     async def _check(self, wanted: list[Section], plan: SectionPlan) -> str | None:
@@ -343,6 +344,20 @@ class Runtime:
                 verdicts: dict[str, dict[str, dict[str, Any]]] = svc.verdicts()  # type: ignore[attr-defined]
                 return verdicts
         return {}
+
+    def not_ready(self) -> list[str]:
+        """Why this process should not get traffic yet (/readyz): empty once every listener is
+        bound, every service started and the first health verdicts are in, until it stops."""
+        if self._stopping:
+            return ["stopping"]
+        if not self._started:
+            return ["starting"]
+        return [
+            f"pool {pool}: first health checks under way"
+            for svc in self.services
+            if svc.name == "health"
+            for pool in svc.unchecked_pools()  # type: ignore[attr-defined]
+        ]
 
     async def self_upgrade(self) -> tuple[bool, str]:
         if self.upgrader is None:
@@ -411,7 +426,8 @@ class Runtime:
         # What start-up made (config, pools, imported modules) lives as long as the process:
         # out of the collector's sight, a full collection no longer walks it all.
         gc.freeze()
-        print("tidegate: ready", file=sys.stderr, flush=True)
+        self._started = True
+        log.info("ready")
         following = None
         if self.inherited is not None:
             # The old process makes this one current (pid file, systemd) once it hears `ready`.
@@ -436,7 +452,7 @@ def run(
     """Run the config; `argv` starts this process again on SIGUSR2; `handover_fd`: this is the
     new process of a self-upgrade, and the old one is at the other end of that socket."""
     config = load_config(config_path, FILE_CHECKS)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    process_log.configure()  # as `tidegate --log-level --log-format` chose (the environment)
     inherited = None
     if handover_fd is not None:
         from tidegate.control.runtime.selfupgrade import take_over

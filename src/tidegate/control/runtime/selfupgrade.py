@@ -279,7 +279,7 @@ class Upgrader:
             write_pid_file(self.rt.pid_file, pid)
         notify(f"MAINPID={pid}", "READY=1")
         log.info("self-upgrade: pid %d is ready and current; this process stops accepting and drains", pid)
-        print(f"tidegate: upgraded to pid {pid}", file=sys.stderr, flush=True)
+        log.info(f"upgraded to pid {pid}")
         ch = self.channel
         assert ch is not None
         with contextlib.suppress(OSError):
@@ -357,7 +357,7 @@ class Upgrader:
                 await asyncio.to_thread(proc.wait)
         self.successor = None
         log.error("self-upgrade failed: %s; this process (pid %d) keeps serving", why, os.getpid())
-        print(f"tidegate: self-upgrade failed: {why}", file=sys.stderr, flush=True)
+        log.error(f"self-upgrade failed: {why}")
         notify("READY=1")
         return False, why
 
