@@ -71,7 +71,7 @@ def _native_guard() -> None:
         _refused = f"{len(changed)} compiled module(s) older than their source"
         # Before any logging is set up this reaches stderr through logging's last resort.
         logging.getLogger("tidegate").warning(
-            "%s (%s%s); running the pure-Python modules instead (scripts/build_native.py "
+            "tidegate: %s (%s%s); running the pure-Python modules instead (scripts/build_native.py "
             "compiles them again)",
             _refused,
             ", ".join(changed[:3]),

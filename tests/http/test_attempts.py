@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 
 from tidegate.balancing.state import State
 from tidegate.testing.gateway import gateway_config as config
@@ -81,7 +82,13 @@ def test_access_log_records_each_request_with_its_tries(faults, gateway, tmp_pat
     assert [e["path"] for e in entries] == ["/a", "/b", "/c"]
     first = entries[0]
     assert first["pool"] == "web" and first["method"] == "GET" and first["status"] == 200
-    assert first["instance"] == ok.address and first["bytes_out"] > 0 and first["duration"] >= 0
+    assert first["upstream"] == ok.address and first["bytes_out"] > 0
+    assert first["upstream_status"] == 200 and first["http_version"] == "1.1"
+    assert 0 <= first["upstream_ms"] <= first["duration_ms"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["time"]), first
+    assert first["client"] == "127.0.0.1" and first["host"].startswith("127.0.0.1:"), first
     assert [e["tries"] for e in entries] == [2, 2, 1]
-    assert entries[2]["status"] == 502 and entries[2]["instance"] == failing.address
+    # The gateway's own answer: no status from the instance.
+    assert entries[2]["status"] == 502 and entries[2]["upstream"] == failing.address
+    assert entries[2]["upstream_status"] is None
     assert entries[2]["bytes_in"] == 5

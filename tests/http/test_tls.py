@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from tidegate.testing.backends import Backend
 from tidegate.testing.certs import make_pair, serial_of
 from tidegate.testing.process import Proc, run_tidegate
+from tidegate.testing.wait import until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -277,6 +278,8 @@ def test_handshakes_are_counted_and_the_instance_is_told_https(
         conn.close()
         assert 'tidegate_http_tls_handshakes_total{listener="http"} 2.0' in metrics
         assert 'tidegate_http_tls_handshake_failures_total{listener="http"} 1.0' in metrics
+        # The log is written on a short timer, not per request: wait for both lines.
+        until(lambda: len(log.read_text().splitlines()) >= 2, timeout=10)
         entries = [json.loads(line) for line in log.read_text().splitlines()]
         assert entries and all(e["tls"] in ("TLSv1.2", "TLSv1.3") and e["cipher"] for e in entries)
 

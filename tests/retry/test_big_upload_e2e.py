@@ -99,7 +99,7 @@ def test_one_gib_upload_refused_then_accepted(
         assert answer["instance"] == "accepting"
 
         entry = gw.log_entry("/upload")  # written after the request's body store is closed
-        assert entry["tries"] == 2 and entry["instance"] == accepting  # refused, then accepted
+        assert entry["tries"] == 2 and entry["upstream"] == accepting  # refused, then accepted
         rss_kb = peak_rss_kb(pid)
         stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")

@@ -159,7 +159,7 @@ def test_sigkill_one_of_three_under_load(gateway: Callable[..., Any], echoes: li
         assert d.started <= dead_until and d.ended >= killed_at, d
         assert d.status == 502, d
         entry = gw.log_entry(d.path)
-        assert entry["instance"] == victim_address and entry["tries"] == 1, entry
+        assert entry["upstream"] == victim_address and entry["tries"] == 1, entry
     assert len(failed_posts) <= WORKERS
     served_after = [d for d in done if d.started > restarted_at and d.instance == "i1"]
     assert served_after, "the restarted instance got no traffic"

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
@@ -33,6 +34,7 @@ from tidegate.balancing.transitions import Event
 from tidegate.http.attempts import GIVE_UP_STATUS, BodyError, Decision, Failure, decide
 from tidegate.http.request import Request
 from tidegate.http.routing import Target
+from tidegate.observe.process_log import rfc3339_ms
 
 if TYPE_CHECKING:
     from tidegate.http.client_side import ClientSide
@@ -529,19 +531,29 @@ class Exchange:
         self.bytes_out += client.answer(status, close)
 
     def _log(self) -> None:
+        # Only called with the access log on: nothing here costs a request when it is off.
         req = self.req
         client = self.client
+        inst = self.inst
+        now = client.loop.time()
         entry = {
-            "pool": self.target.name if self.target is not None else None,
-            "instance": self.inst.address if self.inst is not None else None,
+            "time": rfc3339_ms(time.time()),
             "client": client.peer.decode(),
             "method": req.method.decode("latin-1"),
+            "host": req.host.decode("latin-1") if req.host is not None else None,
             "path": req.url.decode("latin-1"),
+            "http_version": req.version.decode("latin-1"),
             "status": self.status,
+            "pool": self.target.name if self.target is not None else None,
+            "upstream": inst.address if inst is not None else None,
+            # None when no response came from an instance (the gateway answered: 502, 504…).
+            "upstream_status": self.status if self.response_started else None,
             "tries": self.attempt,
+            "duration_ms": round((now - req.started) * 1000.0, 3),
+            # The last try, from picking the instance (connecting included) to the answer's end.
+            "upstream_ms": round((now - self.started) * 1000.0, 3) if inst is not None else None,
             "bytes_in": req.body_bytes,
             "bytes_out": self.bytes_out,
-            "duration": round(client.loop.time() - req.started, 6),
         }
         if self.broken:
             entry["broken"] = True

@@ -103,6 +103,11 @@ class HttpService:
         self.cfg = cfg
         self.upstreams.retain({inst for pool in pools.values() for inst in pool})
 
+    def reopen_logs(self) -> None:
+        """SIGUSR1: open the access log's file again (after logrotate moved it)."""
+        if self.access_log is not None:
+            self.access_log.reopen()
+
     async def stop_listening(self) -> None:
         if self.server is not None:
             self.server.close()

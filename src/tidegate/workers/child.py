@@ -95,6 +95,9 @@ class Worker:
         svc.name = self.name
         await svc.start()
         loop.add_signal_handler(signal.SIGTERM, lambda: self.done.set())
+        reopen = getattr(svc, "reopen_logs", None)
+        if reopen is not None:
+            loop.add_signal_handler(signal.SIGUSR1, reopen)
         gc.freeze()  # as the main process: start-up's objects live as long as the worker
         self.send({"type": "ready"})
         self.send({"type": "synced", "seq": first["seq"]})
@@ -166,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     # Reloads reach a worker from the main process (a `reload` message). A SIGHUP sent to every
     # tidegate process (`pkill -HUP`, a terminal's hangup) must not kill it by the default action.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # SIGUSR1 reopens log files (the main process passes it on); never the default action (exit).
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     process_log.configure()  # as `tidegate --log-level --log-format` chose (the environment)
     # The main process logs every pool change once; its mirrors here would repeat each N times.
     logging.getLogger("tidegate.balancing").setLevel(logging.WARNING)

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Mapping
@@ -151,6 +152,12 @@ class WorkersService:
         }
         for child in self.children:
             child.send(msg)
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1 to the main process: each worker opens its log files again (child.py)."""
+        for child in self.children:
+            if child.proc is not None and child.proc.returncode is None:
+                child.proc.send_signal(signal.SIGUSR1)
 
     async def stop_listening(self) -> None:
         """The address refuses from now on: every worker stops accepting, then the sockets kept

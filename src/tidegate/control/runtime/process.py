@@ -345,6 +345,14 @@ class Runtime:
                 return verdicts
         return {}
 
+    def reopen_logs(self) -> None:
+        """SIGUSR1: every service opens its log files again (logrotate without copytruncate)."""
+        for svc in self.services:
+            reopen = getattr(svc, "reopen_logs", None)
+            if reopen is not None:
+                reopen()
+        log.info("log files reopened")
+
     def not_ready(self) -> list[str]:
         """Why this process should not get traffic yet (/readyz): empty once every listener is
         bound, every service started and the first health verdicts are in, until it stops."""
@@ -420,6 +428,7 @@ class Runtime:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload_signalled()))
         loop.add_signal_handler(signal.SIGUSR2, lambda: asyncio.ensure_future(self.self_upgrade()))
+        loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
         await self.start()
