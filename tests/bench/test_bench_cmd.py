@@ -37,6 +37,11 @@ def test_bench_prints_the_comparison_tables() -> None:
     assert transfer is not None, text
     assert int(transfer.group(1).replace(",", "")) > 0 and int(transfer.group(2).replace(",", "")) > 0
     assert "proxy pinned to CPU 0" in text or "not pinned" in text
+    # HTTP/2 (h2load): a row per proxy, tidegate's ratio to nginx, no failed streams
+    assert "HTTP/2 requests/s, h2load -c10 -m10" in text, text
+    h2_nginx = re.search(r"^\| nginx \| ([\d,]+) \| \d+% \| \d+% \| [\d,]+ \| ([\d.]+) \(", text, re.M)
+    assert h2_nginx is not None and float(h2_nginx.group(2)) > 0, text
+    assert "h2load:" not in text, text
     # HTTPS: a row per proxy with every rate above zero, and the ratios to nginx and HAProxy
     tls = text[text.index("HTTPS (TLS 1.3") :]
     for name in ("tidegate", "nginx", "haproxy"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 
@@ -35,8 +36,26 @@ def test_upgrade_refused_by_the_instance_is_an_ordinary_answer_then_close(backen
     gw = gateway(config([b.address]))
     with socket.create_connection((gw.host, gw.port), timeout=10) as s:
         # uvicorn answers a non-WebSocket upgrade as plain HTTP
-        s.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+        s.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: foo/1\r\n\r\n")
         reader = ResponseReader(s)
         r = reader.read()
         assert r.status != 101 and r.header("connection") == "close"
         assert reader.read_until_close() == b""
+
+
+def test_an_h2c_upgrade_is_served_as_http11_and_not_passed_on(backends, gateway) -> None:
+    (b,) = backends("a")
+    gw = gateway(config([b.address], http={"http2": True}))
+    with socket.create_connection((gw.host, gw.port), timeout=10) as s:
+        ask = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
+        # two requests in one write: the second follows the declined upgrade
+        s.sendall(b"GET /headers HTTP/1.1\r\nHost: t\r\n" + ask + b"\r\nGET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+        reader = ResponseReader(s)
+        r = reader.read()
+        assert r.status == 200 and r.header("connection") is None
+        names = {k for k, _ in json.loads(bytes(r.body))["headers"]}
+        assert not names & {"upgrade", "http2-settings", "connection"}
+        assert reader.read().status == 200
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\n" + ask + b"Content-Length: 5\r\n\r\nhello")
+        r = reader.read()
+        assert r.status == 200 and bytes(r.body) == b"hello"

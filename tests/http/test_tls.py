@@ -324,8 +324,10 @@ def test_versions_and_alpn(start_tidegate: Callable[..., Proc], certs) -> None:
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
         ctx.set_alpn_protocols(["h2", "http/1.1"])
         with ctx.wrap_socket(socket.create_connection(addr, timeout=10), server_hostname="a.test") as s:
+            assert s.selected_alpn_protocol() == "h2"  # served by http/h2/ (tests/http/h2/)
+        ctx.set_alpn_protocols(["http/1.1"])
+        with ctx.wrap_socket(socket.create_connection(addr, timeout=10), server_hostname="a.test") as s:
             assert s.version() == "TLSv1.2"
-            # No HTTP/2 protocol is served on this listener yet: h2 is not offered.
             assert s.selected_alpn_protocol() == "http/1.1"
             s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
             answer = b""

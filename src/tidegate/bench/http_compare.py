@@ -14,6 +14,9 @@ TCP connection and a TLS handshake per request; wrk resumes its TLS session, as 
 full handshakes/s (`openssl s_time -new`, two clients, no resumption, no request), each with the
 proxy's CPU use, since on a small machine the clients' own crypto may bound the rate.
 
+HTTP/2 (unless --skip-h2): h2load, 10 clients x 10 concurrent streams each, with prior knowledge
+(h2c) through each proxy, in the same alternating rounds, with the proxy's CPU use.
+
 With two or more CPUs the proxies run pinned to CPU 0 and wrk, curl and the backend instances to
 the others, the same for every system, so a proxy never competes with its own load for a core.
 """
@@ -48,7 +51,7 @@ from tidegate.bench.kit import (
     wrk,
 )
 
-TOOLS = ("wrk", "nginx", "haproxy", "curl", "taskset", "openssl")
+TOOLS = ("wrk", "nginx", "haproxy", "curl", "taskset", "openssl", "h2load")
 PROXIES = ("tidegate", "nginx", "haproxy")
 
 
@@ -63,6 +66,8 @@ class Figures:
     rss_down: list[int] = field(default_factory=list)
     rss_up: list[int] = field(default_factory=list)
     problems: set[str] = field(default_factory=set)
+    h2: list[float] = field(default_factory=list)  # HTTP/2 requests/s (h2load)
+    h2_cpu: list[float] = field(default_factory=list)
     # TLS: keep-alive requests/s, new connections/s, full handshakes/s, and the proxy's CPU use
     # during each (1.0 = one core)
     tls_rps: list[float] = field(default_factory=list)
@@ -94,6 +99,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="run every process of the benchmark at this niceness (-10 on a shared machine, as root)",
     )
     p.add_argument("--skip-transfers", action="store_true", help="no 100 MB transfers")
+    p.add_argument("--skip-h2", action="store_true", help="no HTTP/2 (h2load) rounds")
+    p.add_argument("--h2-clients", type=int, default=10, help="h2load clients (default 10)")
+    p.add_argument("--h2-streams", type=int, default=10, help="h2load streams per client (default 10)")
     p.add_argument("--skip-tls", action="store_true", help="no TLS rounds")
     p.add_argument("--only", choices=PROXIES, action="append", help="measure only these proxies")
     p.add_argument("--markdown", action="store_true", help="also print the tables as Markdown")
@@ -173,6 +181,18 @@ def run(args: argparse.Namespace) -> int:
                             f" (CPU {f.tls_rps_cpu[-1] * 100:3.0f}%)  {f.tls_new[-1]:7,.0f} new conn/s"
                             f" (CPU {f.tls_new_cpu[-1] * 100:3.0f}%)  {f.tls_full[-1]:7,.0f} full handshakes/s"
                             f" (CPU {f.tls_full_cpu[-1] * 100:3.0f}%)"
+                        )
+            h2_targets = [s for s in targets if s.h2_port is not None]
+            if not args.skip_h2 and h2_targets:
+                for s in h2_targets:  # warm up
+                    _h2(s, args, load_cpus, Figures(), 1)
+                for r in range(args.rounds):
+                    for s in h2_targets:
+                        f = figures[s.name]
+                        _h2(s, args, load_cpus, f, args.seconds)
+                        console.print(
+                            f"h2 round {r + 1} {s.name:9s} {f.h2[-1]:9,.0f} req/s"
+                            f"  proxy CPU {f.h2_cpu[-1] * 100:3.0f}%"
                         )
             if not args.skip_transfers:
                 for r in range(args.transfer_rounds):
@@ -270,6 +290,30 @@ def _s_time(port: int, seconds: float, load_cpus: str | None, clients: int = 2) 
     return total
 
 
+def _h2(s: System, args: argparse.Namespace, load_cpus: str | None, f: Figures, seconds: float) -> None:
+    """One h2load run: `--h2-clients` connections, `--h2-streams` concurrent streams on each."""
+    pid = s.pid
+    cpu0 = cpu_seconds(pid) if pid else 0.0
+    argv = ["h2load", f"-c{args.h2_clients}", f"-m{args.h2_streams}", f"-D{max(1, round(seconds))}"]
+    out = subprocess.run(
+        pinned([*argv, f"http://127.0.0.1:{s.h2_port}/"], load_cpus),
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    ).stdout
+    cpu1 = cpu_seconds(pid) if pid else 0.0
+    rps = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out)
+    done = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+    if rps is None or done is None or "Application protocol: h2c" not in out:
+        f.problems.add(f"h2load: {out.strip().splitlines()[-1] if out.strip() else 'no output'}")
+        f.h2.append(0.0)
+    else:
+        f.h2.append(float(rps.group(1)))
+        if int(done.group(2)) or int(done.group(3)):
+            f.problems.add(f"h2load: {done.group(2)} failed, {done.group(3)} errored")
+    f.h2_cpu.append((cpu1 - cpu0) / max(1, round(seconds)))
+
+
 def _curl(argv: list[str], load_cpus: str | None) -> tuple[float, str]:
     out = subprocess.run(
         pinned(["curl", "-sS", "-o", "/dev/null", "--max-time", "120", *argv], load_cpus),
@@ -355,6 +399,27 @@ def _tables(args: argparse.Namespace, figs: dict[str, Figures], pin_note: str) -
         out.append(r)
     if any(f.tls_rps for f in figs.values()):
         out.append(_tls_table(args, figs, pin_note))
+    h2 = {name: f for name, f in figs.items() if f.h2}
+    if h2:
+        t2 = Table(
+            title=f"HTTP/2 requests/s, h2load -c{args.h2_clients} -m{args.h2_streams} (h2c, prior "
+            f"knowledge), {args.rounds} alternating rounds of {args.seconds:g}s (median)",
+            caption="instances get HTTP/1.1 from every proxy; nginx's h2c is a port of its own",
+        )
+        for col in ("system", "requests/s", "spread", "proxy CPU", "req/CPU-s", "tidegate ÷ it"):
+            t2.add_column(col, justify="left" if col == "system" else "right")
+        tg2 = h2.get("tidegate")
+        for name, f in h2.items():
+            rps, spread = median_spread(f.h2)
+            t2.add_row(
+                name,
+                f"{rps:,.0f}",
+                f"{spread * 100:.0f}%",
+                f"{median_spread(f.h2_cpu)[0] * 100:.0f}%",
+                f"{median_spread([r / c for r, c in zip(f.h2, f.h2_cpu, strict=True) if c] or [0.0])[0]:,.0f}",
+                _ratio(tg2.h2, f.h2) if tg2 is not None and name != "tidegate" else "",
+            )
+        out.append(t2)
     if not args.skip_transfers:
         x = Table(
             title=f"{args.transfer_mb} MB through each, one curl stream, {args.transfer_rounds} "

@@ -14,7 +14,10 @@ two backend instances with the same settings as far as each system has them:
 - with `tls`, a second listener of the same proxy terminates TLS with the same certificate and key
   (nginx `listen … ssl`, HAProxy `bind … ssl crt`, tidegate `[http.tls]`), each with its defaults
   otherwise (TLS 1.2 and 1.3, session tickets on; nginx keeps no session cache by default, HAProxy
-  does, tidegate's OpenSSL contexts do).
+  does, tidegate's OpenSSL contexts do);
+- HTTP/2 from clients with prior knowledge (h2c): tidegate `http2 = true` and HAProxy on their
+  one port (both tell HTTP/2 by its preface), nginx 1.22 on a port of its own (`listen … http2`:
+  its h2c port speaks nothing else); instances still get HTTP/1.1.
 
 The backend instances are nginx with one worker each: `/` answers a short fixed body, `/big` is a
 file served with sendfile, `/upload` reads and discards any body.
@@ -40,6 +43,7 @@ class System:
     proc: Proc | None  # None: nothing between wrk and the instance
     port: int
     tls_port: int | None = None  # the TLS listener's, when asked for one
+    h2_port: int | None = None  # where it takes HTTP/2 with prior knowledge
 
     @property
     def pid(self) -> int | None:
@@ -129,6 +133,7 @@ interval = "1s"
 listen = "127.0.0.1:0"
 pool = "bench"
 workers = {workers}
+http2 = true
 [http.retry]
 tries = 3
 statuses = [502, 503, 504]
@@ -158,13 +163,15 @@ spool_dir = "{work}"
     proc = Proc(pinned([sys.executable, "-m", "tidegate", "run", str(conf)], cpus), env=child_env())
     proc.wait_for(r"tidegate: ready")
     tls_port = proc.address("http.1")[1] if tls is not None else None
-    return System("tidegate", proc, proc.address("http")[1], tls_port)
+    port = proc.address("http")[1]
+    return System("tidegate", proc, port, tls_port, port)
 
 
 def start_nginx(
     work: Path, backends: list[int], cpus: str | None, workers: int = 1, tls: TlsFiles | None = None
 ) -> System:
     port = free_port()
+    h2_port = free_port()
     tls_port = free_port() if tls is not None else None
     tls_lines = (
         f"listen 127.0.0.1:{tls_port} ssl backlog=4096;\n"
@@ -195,6 +202,7 @@ http {{
     }}
     server {{
         listen 127.0.0.1:{port} backlog=4096;
+        listen 127.0.0.1:{h2_port} http2 backlog=4096;
         {tls_lines}
         location / {{
             proxy_pass http://bench;
@@ -215,7 +223,7 @@ http {{
     )
     proc = Proc(pinned(["nginx", "-c", str(conf), "-p", str(work), "-e", "stderr"], cpus))
     wait_port(port, proc)
-    return System("nginx", proc, port, tls_port)
+    return System("nginx", proc, port, tls_port, h2_port)
 
 
 def start_haproxy(
@@ -264,4 +272,4 @@ backend instances
     )
     proc = Proc(pinned(["haproxy", "-db", "-f", str(conf)], cpus))
     wait_port(port, proc)
-    return System("haproxy", proc, port, tls_port)
+    return System("haproxy", proc, port, tls_port, port)

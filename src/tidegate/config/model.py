@@ -199,6 +199,9 @@ class HttpConfig(_Section):
     workers: int = Field(default=1, ge=1, le=256)
     access_log: str | None = None  # a file path, "-" for stdout; None switches it off
     tls: HttpTlsConfig | None = None
+    # HTTP/2 with prior knowledge (h2c) on a cleartext listener, next to HTTP/1.1 (docs/configuration.md);
+    # a TLS listener offers h2 by ALPN ([http.tls] alpn)
+    http2: bool = False
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
 

@@ -2,7 +2,7 @@
 
 A TLS listener offers (in the order `[http.tls] alpn` lists them) only the names served here, so
 no client negotiates a protocol nothing speaks; once the handshake is done the connection goes to
-the protocol of the name it chose. HTTP/2 joins with one entry when its connection class exists.
+the protocol of the name it chose.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import asyncio
 from typing import TYPE_CHECKING, Final, cast
 
 from tidegate.http.client import ClientConnection
+from tidegate.http.h2.connection import H2ClientConnection
 
 if TYPE_CHECKING:
     from tidegate.http.service import HttpService
 
-SERVED: Final = ("http/1.1",)
+SERVED: Final = ("h2", "http/1.1")
 
 
 def offered(wanted: list[str]) -> list[str]:
@@ -25,4 +26,6 @@ def offered(wanted: list[str]) -> list[str]:
 def client_protocol(svc: HttpService, alpn: str | None) -> asyncio.Protocol:
     """The protocol of a client connection whose handshake chose `alpn` (None: no ALPN, which
     is HTTP/1.1)."""
+    if alpn == "h2":
+        return cast(asyncio.Protocol, H2ClientConnection(svc, https=True))
     return cast(asyncio.Protocol, ClientConnection(svc))

@@ -63,6 +63,7 @@ class ClientConnection(ClientSide):
         "closed",
         "closing",
         "cur",
+        "declined_body",
         "early",
         "fwd",
         "hbytes",
@@ -87,6 +88,7 @@ class ClientConnection(ClientSide):
         "transport",
         "tunnel",
         "tunnel_inst",
+        "upgrading",
         "upstreams",
         "write_paused",
         "xff_self",
@@ -118,6 +120,8 @@ class ClientConnection(ClientSide):
         self.tunnel: asyncio.Transport | None = None
         self.tunnel_inst: Instance | None = None
         self.early: list[bytes] | None = None
+        self.upgrading = False  # the request being parsed asks for a switch the gateway passes on
+        self.declined_body = 0  # body bytes of a request whose switch was declined, still to come
         self.peer = b""
         self.xff_self = b""
         self.proto_line = _PROTO_HTTP
@@ -148,6 +152,10 @@ class ClientConnection(ClientSide):
             tunnel.write(data)
             self.queue_inst_bytes(len(data))
             return
+        if self.declined_body:
+            data = self._declined_body(data)
+            if not data:
+                return
         parser = self.parser
         if parser is None:
             if self.early is not None:
@@ -165,7 +173,10 @@ class ClientConnection(ClientSide):
         try:
             parser.feed_data(data)
         except HttpParserUpgrade as exc:
-            self._upgrade_requested(data[exc.args[0] :])
+            if self.upgrading:
+                self._upgrade_requested(data[exc.args[0] :])
+            else:
+                self._upgrade_declined(data[exc.args[0] :])
             return
         except HttpParserError:
             if self.parser is parser:  # else the connection was already ended meanwhile
@@ -357,6 +368,17 @@ class ClientConnection(ClientSide):
         tokens = req.conn_tokens
         if req.upgrade is not None and (tokens is None or b"upgrade" not in tokens):
             req.upgrade = None  # Upgrade without Connection: upgrade is not a request to switch
+        elif req.upgrade is not None and all(t == b"h2c" for t in connection_tokens(req.upgrade)):
+            # h2c by upgrade is not offered (RFC 9113 §3.1 deprecates it; prior knowledge is):
+            # the request is served as HTTP/1.1 and the instance never sees the Upgrade.
+            req.upgrade = None
+            if req.chunked:
+                # llhttp hands the bytes after such a head over as another protocol's; a
+                # Content-Length body is taken from them by count, a chunked one cannot be.
+                self.reject = 400
+                raise _Reject
+            self.declined_body = req.content_length or 0
+        self.upgrading = req.upgrade is not None
         url = req.url
         path = url if url[:1] == b"/" else _path_of(url)
         target = plan.routes.match(req.host, path)
@@ -389,6 +411,8 @@ class ClientConnection(ClientSide):
             pass  # the exchange is already over; the rest of its body is dropped
 
     def on_message_complete(self) -> None:
+        if self.declined_body:
+            return  # llhttp skipped the body of a declined switch: it is still to come
         ex = self.cur
         self.cur = None
         self.req = None
@@ -457,6 +481,28 @@ class ClientConnection(ClientSide):
         # Bytes for the tunnel wait until the instance has answered 101.
         self.read_paused = True
         self.transport.pause_reading()
+
+    def _upgrade_declined(self, rest: bytes) -> None:
+        """llhttp stops after a request with Connection: upgrade; one whose switch the gateway
+        declined was an ordinary request, and what follows it is the next one."""
+        self.parser = HttpRequestParser(self)
+        if rest:
+            self.data_received(rest)
+
+    def _declined_body(self, data: bytes) -> bytes:
+        """The body of a request whose switch was declined, by its Content-Length; the rest."""
+        n = self.declined_body
+        body, rest = data[:n], data[n:]
+        self.declined_body = n - len(body)
+        try:
+            self.on_body(body)
+        except BodyError:
+            self.declined_body = 0
+            self._broken_stream(self.reject or 400)
+            return b""
+        if not self.declined_body:
+            self.on_message_complete()
+        return rest
 
     def open_tunnel(self, conn: UpstreamConnection) -> None:
         self.tunnel = conn.transport

@@ -39,6 +39,7 @@ REQUEST_HEADERS: dict[bytes, Req] = {
     b"proxy-connection": Req.DROP,
     b"proxy-authorization": Req.DROP,
     b"proxy-authenticate": Req.DROP,
+    b"http2-settings": Req.DROP,  # only meaningful with Upgrade: h2c, which is not passed on
     # The gateway states these itself, from what it saw; a client's values are not trusted.
     b"x-forwarded-proto": Req.DROP,
     b"x-forwarded-host": Req.DROP,

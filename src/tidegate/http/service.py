@@ -21,6 +21,8 @@ from tidegate.http import alpn
 from tidegate.http.access_log import AccessLog
 from tidegate.http.attempts import RetryBudget
 from tidegate.http.client import ClientConnection
+from tidegate.http.h2.connection import H2ClientConnection
+from tidegate.http.h2.select import Sniffer
 from tidegate.http.plan import ListenerPlan
 from tidegate.http.section import section_after_reload
 from tidegate.http.tls import Handshake, ListenerTls
@@ -46,7 +48,7 @@ class HttpService:
         self.pools: Mapping[str, Pool] = runtime.pools
         self.budgets: dict[str, RetryBudget] = {}
         self.plan = ListenerPlan(cfg, self.pools, self.budgets)
-        self.conns: set[ClientConnection] = set()
+        self.conns: set[ClientConnection | H2ClientConnection | Sniffer] = set()
         self.stopping = False
         self.all_closed = asyncio.Event()
         self.access_log: AccessLog | None = AccessLog(cfg.access_log) if cfg.access_log else None
@@ -60,6 +62,8 @@ class HttpService:
         self._tls_figures.listeners.append(self)
 
     def _accept(self) -> asyncio.Protocol:
+        if self.cfg.http2:
+            return cast(asyncio.Protocol, Sniffer(self))  # HTTP/2 by its preface, else HTTP/1.1
         return cast(asyncio.Protocol, ClientConnection(self))
 
     def _after_handshake(self, name: str | None) -> asyncio.Protocol:
