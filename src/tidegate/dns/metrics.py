@@ -33,9 +33,6 @@ class DnsCollector(Collector):
         queries = CounterMetricFamily(
             "tidegate_dns_queries", "A/AAAA/ANY queries per record", labels=["record"]
         )
-        qps = GaugeMetricFamily(
-            "tidegate_dns_queries_per_second", "queries/s per record over 10 s", labels=["record"]
-        )
         answers = CounterMetricFamily(
             "tidegate_dns_answers", "times an address was handed out", labels=["record", "address"]
         )
@@ -44,11 +41,10 @@ class DnsCollector(Collector):
         )
         for name, fig in sorted(figs.records.items()):
             queries.add_metric([name], fig.queries)
-            qps.add_metric([name], fig.rate.per_second())
             fail_open.add_metric([name], fig.fail_open)
             for ip, n in sorted(fig.answers.items()):
                 answers.add_metric([name, ip], n)
-        yield from (queries, qps, answers, fail_open)
+        yield from (queries, answers, fail_open)
         responses = CounterMetricFamily("tidegate_dns_responses", "responses by rcode", labels=["rcode"])
         for rcode, n in sorted(figs.responses.items()):
             responses.add_metric([rcode], n)

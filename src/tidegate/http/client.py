@@ -524,6 +524,9 @@ class ClientConnection(ClientSide):
         return self.closing and (not self.queue or self.queue[-1] is ex)
 
     def answer(self, status: int, close: bool) -> int:
+        # The gateway's own answers (400, 404, 413, 431, 502, 504…), counted for /metrics.
+        answers = self.svc.answers
+        answers[status] = answers.get(status, 0) + 1
         data = responses.error(status, close=close)
         if not self.closed:
             self.transport.write(data)

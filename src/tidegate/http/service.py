@@ -52,6 +52,7 @@ class HttpService:
         self.stopping = False
         self.all_closed = asyncio.Event()
         self.access_log: AccessLog | None = AccessLog(cfg.access_log) if cfg.access_log else None
+        self.answers: dict[int, int] = {}  # status → the gateway's own answers (client.py)
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.upstreams: Upstreams = None  # type: ignore[assignment]
         self.server: asyncio.Server | None = None

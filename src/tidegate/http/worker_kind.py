@@ -31,6 +31,7 @@ class HttpTotals:
         self.service = service
         self.idle: dict[int, dict[str, int]] = {}
         self._tls = Handshakes()
+        self.answers: dict[int, int] = {}
         self._last: dict[int, Mapping[str, Any]] = {}
         self._collector = host.figures("http_tls", TlsCollector)
         self._collector.listeners.append(self)
@@ -41,12 +42,17 @@ class HttpTotals:
 
     def add(self, worker: int, report: Mapping[str, Any]) -> None:
         self.idle[worker] = dict(report.get("idle", {}))
+        answers = report.get("answers")
+        if answers:
+            inc = increases(answers, self._last.get(worker, {}).get("answers"))
+            for code, n in inc.items():
+                self.answers[int(code)] = self.answers.get(int(code), 0) + int(n)
         counts = report.get("tls")
         if counts:
-            inc = increases(counts, self._last.get(worker))
-            self._last[worker] = counts
+            inc = increases(counts, self._last.get(worker, {}).get("tls"))
             self._tls.handshakes += int(inc.get("handshakes", 0))
             self._tls.failed += int(inc.get("failed", 0))
+        self._last[worker] = report
 
     def reload(self, config: Config, pools: Mapping[str, Any]) -> None:
         pass  # reads the service's cfg when asked
@@ -99,7 +105,7 @@ class HttpKind:
         idle = {
             name: sum(len(svc.upstreams.idle.get(i, ())) for i in pool) for name, pool in svc.pools.items()
         }
-        out: dict[str, Any] = {"idle": idle}
+        out: dict[str, Any] = {"idle": idle, "answers": {str(k): v for k, v in svc.answers.items()}}
         if svc.tls is not None:
             out["tls"] = {"handshakes": svc.tls.handshakes, "failed": svc.tls.failed}
         return out

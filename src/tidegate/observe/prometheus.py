@@ -70,11 +70,22 @@ class InstanceCollector(Collector):
             "Requests (connections for L4) in service now.",
             labels=LABELS,
         )
+        received = CounterMetricFamily(
+            "tidegate_instance_received_bytes",
+            "Bytes received from clients for the instance (request bodies; L4: client to instance).",
+            labels=LABELS,
+        )
+        sent = CounterMetricFamily(
+            "tidegate_instance_sent_bytes",
+            "Bytes sent to clients from the instance (responses; L4: instance to client).",
+            labels=LABELS,
+        )
+        # The 0.1 names, kept for one release (docs/metrics.md).
         bytes_in = CounterMetricFamily(
-            "tidegate_instance_bytes_in", "Bytes sent from clients to the instance.", labels=LABELS
+            "tidegate_instance_bytes_in", "Deprecated: tidegate_instance_received_bytes_total.", labels=LABELS
         )
         bytes_out = CounterMetricFamily(
-            "tidegate_instance_bytes_out", "Bytes sent from the instance to clients.", labels=LABELS
+            "tidegate_instance_bytes_out", "Deprecated: tidegate_instance_sent_bytes_total.", labels=LABELS
         )
         failures = CounterMetricFamily(
             "tidegate_instance_failures", "Attempts on the instance that failed.", labels=LABELS
@@ -87,11 +98,6 @@ class InstanceCollector(Collector):
         latency = HistogramMetricFamily(
             "tidegate_instance_response_seconds",
             "Time from sending the request to the instance to the end of its response.",
-            labels=LABELS,
-        )
-        iops = GaugeMetricFamily(
-            "tidegate_instance_iops",
-            "Completed requests per second over a sliding window.",
             labels=LABELS,
         )
         state = GaugeMetricFamily(
@@ -112,12 +118,13 @@ class InstanceCollector(Collector):
             c = v.counters
             requests.add_metric(labels, c.completed)
             active.add_metric(labels, c.active)
+            received.add_metric(labels, c.bytes_in)
+            sent.add_metric(labels, c.bytes_out)
             bytes_in.add_metric(labels, c.bytes_in)
             bytes_out.add_metric(labels, c.bytes_out)
             failures.add_metric(labels, c.failures)
             retries.add_metric(labels, c.retries)
             latency.add_metric(labels, histogram_buckets(c.latency_counts), c.latency_sum)
-            iops.add_metric(labels, v.iops)
             for s in self._states:
                 state.add_metric([*labels, s], 1.0 if s == v.state else 0.0)
             weight.add_metric(labels, v.weight)
@@ -125,13 +132,30 @@ class InstanceCollector(Collector):
         return [
             requests,
             active,
+            received,
+            sent,
             bytes_in,
             bytes_out,
             failures,
             retries,
             latency,
-            iops,
             state,
             weight,
             effective,
         ]
+
+
+class BuildInfoCollector(Collector):
+    """tidegate_build_info: 1, with the version and how the hot path runs as labels."""
+
+    def __init__(self, version: str, hot_path: str, python: str) -> None:
+        self._labels = [version, hot_path, python]
+
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily(
+            "tidegate_build_info",
+            "1; the labels say which tidegate runs and whether its hot path is compiled.",
+            labels=("version", "hot_path", "python"),
+        )
+        info.add_metric(self._labels, 1.0)
+        yield info

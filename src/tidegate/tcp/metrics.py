@@ -61,11 +61,6 @@ class TcpCollector(Collector):
             "Connections relayed to an instance",
             labels=["listener", "pool", "instance"],
         )
-        rate = GaugeMetricFamily(
-            "tidegate_tcp_instance_connections_per_second",
-            "Connections opened to an instance per second, over the last 10 s",
-            labels=["listener", "pool", "instance"],
-        )
         cut = CounterMetricFamily(
             "tidegate_tcp_instance_drain_cut_connections",
             "Connections closed because the instance's drain grace expired",
@@ -77,10 +72,8 @@ class TcpCollector(Collector):
             unplaced.add_metric([svc.name], figs.unplaced)
             idle.add_metric([svc.name], figs.idle_closed)
             open_now.add_metric([svc.name], svc.open_count())
-            now = svc.now()
             for address, f in list(figs.instances.items()):
                 labels = [svc.name, svc.pool.name, address]
                 opened.add_metric(labels, f.opened)
-                rate.add_metric(labels, f.connections_per_second(now))
                 cut.add_metric(labels, f.drain_cut)
-        yield from (accepted, unplaced, idle, open_now, opened, rate, cut)
+        yield from (accepted, unplaced, idle, open_now, opened, cut)

@@ -25,6 +25,8 @@ from prometheus_client.samples import Sample
 
 # Seeded through the instances' Counters instead (handover_state.py).
 SEEDED_PREFIX = "tidegate_instance_"
+# Not carried: seeded instead, or the process's own (process_cpu_seconds_total is this process's).
+NOT_CARRIED = (SEEDED_PREFIX, "process_")
 _CUMULATIVE = ("counter", "histogram")
 _SUFFIXES = ("_total", "_created", "_count", "_sum", "_bucket")
 
@@ -38,7 +40,7 @@ def _carried(metric: Metric, sample: Sample) -> bool:
     # `_created` is a timestamp, not a count; a histogram's `_sum` and buckets add up like counts.
     return (
         metric.type in _CUMULATIVE
-        and not metric.name.startswith(SEEDED_PREFIX)
+        and not metric.name.startswith(NOT_CARRIED)
         and not sample.name.endswith("_created")
     )
 
@@ -56,7 +58,7 @@ def add_carried(metrics: Iterable[Metric], carried: Carried) -> Iterator[Metric]
     """The families with the carried values added to their samples of the same name and labels,
     and the carried samples of a family that it does not have (yet)."""
     for m in metrics:
-        if carried and m.type in _CUMULATIVE and not m.name.startswith(SEEDED_PREFIX):
+        if carried and m.type in _CUMULATIVE and not m.name.startswith(NOT_CARRIED):
             seen: set[str] = set()
             samples = []
             for s in m.samples:

@@ -22,12 +22,16 @@ import gc
 import importlib
 import logging
 import os
+import platform
 import signal
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import ProcessCollector
+
+import tidegate
 from tidegate.balancing.pool import Pool
 from tidegate.config import Config, ConfigError, load_config
 from tidegate.config.load import FileCheck
@@ -53,6 +57,7 @@ from tidegate.control.runtime.selfupgrade import (
     write_pid_file,
 )
 from tidegate.observe import process_log
+from tidegate.observe.prometheus import BuildInfoCollector
 from tidegate.service import C, Figures, Names, SectionError, Service
 
 if TYPE_CHECKING:
@@ -157,6 +162,10 @@ class Runtime:
         self.upgrader = Upgrader(self, argv) if argv else None
         # Every service registers its Prometheus collectors here; the admin API serves it.
         self.metrics = CarryingRegistry(auto_describe=True)
+        ProcessCollector(registry=self.metrics)  # process_cpu_seconds_total, process_resident_memory_bytes…
+        self.metrics.register(
+            BuildInfoCollector(tidegate.__version__, tidegate.hot_path().split(" (")[0], platform.python_version())
+        )
         self._names = Names()
         self._figures = Figures(self.metrics)
         # Pool → addresses registered through the admin API or the etcd registry: a reload keeps
