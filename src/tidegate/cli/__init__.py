@@ -52,13 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tidegate", description=__doc__)
     parser.add_argument("--version", action=_Version, help="print the version and how the hot path runs")
     parser.add_argument(
-        "--log-level", choices=process_log.LEVELS, default="info", help="the process log's level (default info)"
+        "--log-level",
+        choices=process_log.LEVELS,
+        help=f"the process log's level (default info, or ${process_log.LEVEL_ENV})",
     )
     parser.add_argument(
         "--log-format",
         choices=process_log.FORMATS,
-        default="text",
-        help="the process log: text lines, or one JSON object a line (default text)",
+        help=f"the process log: text lines, or one JSON object a line (default text, or ${process_log.FORMAT_ENV})",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
@@ -73,7 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    process_log.export(args.log_level, args.log_format)
     code: int = args._module.run(args)
     return code
 

@@ -27,6 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tidegate.control.runtime.process import run as run_runtime
+    from tidegate.observe import process_log
+
+    # The process log, for this process and (through the environment) its workers.
+    process_log.export(args.log_level, args.log_format)
 
     try:
         # How to start this process again (SIGUSR2): the same config and options.

@@ -1,7 +1,8 @@
 """The process log (not the access log): level and format chosen on the command line.
 
 `tidegate --log-level info --log-format text|json run ...` sets them in the environment
-(TIDEGATE_LOG_LEVEL, TIDEGATE_LOG_FORMAT) so the worker processes a run starts log the same way.
+(TIDEGATE_LOG_LEVEL, TIDEGATE_LOG_FORMAT, which also choose them when no option does) so the
+worker processes a run starts, and the new process of a self-upgrade, log the same way.
 Text lines read `2026-12-04 20:00:00,123 INFO tidegate: ready`; JSON lines are one object each
 with `time` (RFC 3339, ms, UTC), `level`, `logger`, `msg` (and `exc` with a traceback).
 
@@ -62,8 +63,12 @@ def configure(level: str | None = None, fmt: str | None = None) -> None:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
-def export(level: str, fmt: str) -> None:
-    """Record the choice for child processes (workers) and set this process up with it."""
+def export(level: str | None, fmt: str | None) -> None:
+    """Set this process up (an option given, else the environment's choice, else the default)
+    and record the choice for the processes it starts: workers, and the new process of a
+    self-upgrade (started with the command's own arguments only)."""
+    level = level or os.environ.get(LEVEL_ENV) or "info"
+    fmt = fmt or os.environ.get(FORMAT_ENV) or "text"
     os.environ[LEVEL_ENV] = level
     os.environ[FORMAT_ENV] = fmt
     configure(level, fmt)

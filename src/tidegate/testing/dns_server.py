@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import re
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -36,13 +36,19 @@ class DnsServer:
         self.host, self.port = m.group(1).strip("[]"), int(m.group(2))
 
     def _capture_start(self) -> str:
+        """The service's own log lines while it starts (its address is in one: "listening on")."""
         buf = io.StringIO()
-        old = sys.stderr
-        sys.stderr = buf
+        handler = logging.StreamHandler(buf)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        announce = logging.getLogger("tidegate")
+        level = announce.level
+        announce.addHandler(handler)
+        announce.setLevel(logging.INFO)
         try:
             self.call(self.service.start)
         finally:
-            sys.stderr = old
+            announce.removeHandler(handler)
+            announce.setLevel(level)
         return buf.getvalue()
 
     def call(self, fn: Callable[[], Any]) -> Any:
