@@ -69,6 +69,8 @@ class H2Stream(ClientSide):
     def answer(self, status: int, close: bool) -> int:
         if self.closed or self.answered:
             return 0
+        answers = self.svc.answers  # the gateway's own answers, for /metrics (tls_metrics.py)
+        answers[status] = answers.get(status, 0) + 1
         body = f"{status} {_reason(status)}\n".encode()
         fields = [(b":status", b"%d" % status), (b"content-type", b"text/plain"),
                   (b"content-length", b"%d" % len(body))]
