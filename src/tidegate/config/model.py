@@ -146,7 +146,11 @@ class RouteConfig(_Section):
 
 class LimitsConfig(_Section):
     max_header_bytes: Size = 64 * 1024
-    max_request_line_bytes: Size = 8 * 1024
+    # Real apps send long query strings: 32 KiB (nginx's large_client_header_buffers size is 8k,
+    # HAProxy's bufsize 16k; both have been raised by users for this), within max_header_bytes.
+    max_request_line_bytes: Size = 32 * 1024
+    # Fields in one head: 431 beyond. Real clients send up to ~100 (HAProxy's 101 breaks some apps).
+    max_header_fields: int = Field(default=256, ge=1, le=10_000)
     max_body_bytes: Size = 1024**3
     body_in_memory: Size = 1024**2
     client_header_timeout: Duration = 10.0

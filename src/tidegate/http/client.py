@@ -28,6 +28,7 @@ from tidegate.http.attempts import BodyError, BodyStore, BodyTooLarge, SpoolErro
 from tidegate.http.client_side import ClientSide
 from tidegate.http.exchange import Exchange
 from tidegate.http.headers import REQUEST_HEADERS, VIA, Req, connection_tokens
+from tidegate.http.host import valid_host
 from tidegate.http.plain import VIA_END, RequestLane
 from tidegate.http.request import Request
 
@@ -72,6 +73,7 @@ class ClientConnection(ClientSide):
         "lane",
         "lingering",
         "loop",
+        "nfields",
         "parser",
         "parsing",
         "peer",
@@ -108,6 +110,7 @@ class ClientConnection(ClientSide):
         self.cur: Exchange | None = None  # the exchange whose body is being read
         self.parsing = False  # between the first byte of a request and the end of its head
         self.hbytes = 0
+        self.nfields = 0
         self.head_raw = 0
         self.reject = 0
         self.since = 0.0
@@ -237,7 +240,7 @@ class ClientConnection(ClientSide):
     def _fast_request(self, data: bytes) -> bool:
         """The fast lane (http/plain.py): a plain request, taken whole; False: not taken."""
         plan = self.svc.plan
-        plain = self.lane.take(data, plan.plain_head_max)
+        plain = self.lane.take(data, plan.plain_head_max, plan.max_header_fields)
         if plain is None:
             return False
         method, url, host = plain
@@ -270,6 +273,7 @@ class ClientConnection(ClientSide):
         self.parsing = True
         self.since = now
         self.hbytes = 0
+        self.nfields = 0
         self.head_raw = 0
 
     def on_url(self, url: bytes) -> None:
@@ -284,7 +288,8 @@ class ClientConnection(ClientSide):
         if not self.parsing:
             return  # trailers of a chunked body: not forwarded
         self.hbytes += len(name) + len(value) + 4
-        if self.hbytes > self.plan.max_header_bytes:
+        self.nfields += 1
+        if self.hbytes > self.plan.max_header_bytes or self.nfields > self.plan.max_header_fields:
             self.reject = 431
             raise _Reject
         req = self.req
@@ -353,6 +358,9 @@ class ClientConnection(ClientSide):
             raise _Reject
         if req.host is None and version == "1.1":
             self.reject = 400  # RFC 9112 §3.2
+            raise _Reject
+        if req.host is not None and not valid_host(req.host):
+            self.reject = 400  # userinfo, whitespace, characters outside RFC 3986's host: never forwarded
             raise _Reject
         if req.chunked and (req.content_length is not None or version == "1.0"):
             self.reject = 400  # RFC 9112 §6.1: faulty framing, never forwarded

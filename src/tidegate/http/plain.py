@@ -29,6 +29,7 @@ from typing import Final
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser, HttpResponseParser
 
 from tidegate.http.headers import FORWARD, REQUEST_HEADERS, RESPONSE_EXACT, RESPONSE_HEADERS, VIA
+from tidegate.http.host import valid_host
 
 VIA_END: Final = b"Via: " + VIA + b"\r\n\r\n"
 _CRLF_VIA_END: Final = b"\r\n" + VIA_END
@@ -132,6 +133,7 @@ class RequestLane:
         self.plain = True
         self.url = b""
         self.host: bytes | None = None
+        self.fields = 0
 
     def _forget(self) -> None:
         # Its own method: the parser's callbacks change these during take(), and a type
@@ -141,6 +143,7 @@ class RequestLane:
         self.plain = True
         self.url = b""
         self.host = None
+        self.fields = 0
 
     # --- llhttp's callbacks -----------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -150,6 +153,7 @@ class RequestLane:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.fields += 1
         if not _REQUEST_FIRSTS[name[0]]:
             return  # no field the lane acts on starts with this letter
         kind = _request_field(name)
@@ -162,11 +166,12 @@ class RequestLane:
         self.complete = True
 
     # --- the judgement ----------------------------------------------------------------------
-    def take(self, data: bytes, max_head: int) -> tuple[bytes, bytes, bytes] | None:
+    def take(self, data: bytes, max_head: int, max_fields: int) -> tuple[bytes, bytes, bytes] | None:
         """(method, request target, Host value) of a plain request filling `data`, else None.
 
         `max_head` is the most bytes a head may have here without counting lines against the
-        limits (no longer than the request-line and the header limits both).
+        limits (no longer than the request-line and the header limits both); a head with more
+        than `max_fields` fields, or a Host outside its grammar, goes the long way (to its 4xx).
         """
         # The head ends the buffer, and only once: no blank line (a stray CRLF, which llhttp
         # would skip) just before its end.
@@ -180,13 +185,20 @@ class RequestLane:
             self.parser = HttpRequestParser(self)  # llhttp stops at an error: a fresh one
             return None
         host = self.host
-        if self.complete and self.messages == 1 and self.plain and host is not None:
+        if (
+            self.complete
+            and self.messages == 1
+            and self.plain
+            and host is not None
+            and self.fields <= max_fields
+        ):
+            host = host.strip(b" \t")
             method = parser.get_method()
             url = self.url
             # HTTP/1.1, the request line from the buffer's first byte (no stray CRLF before it).
             at = len(method) + 1 + len(url)
-            if data[at : at + 11] == b" HTTP/1.1\r\n" and method != b"HEAD":
-                return method, url, host.strip(b" \t")
+            if data[at : at + 11] == b" HTTP/1.1\r\n" and method != b"HEAD" and valid_host(host):
+                return method, url, host
         self.parser = HttpRequestParser(self)  # it may be inside a message the long way takes
         return None
 

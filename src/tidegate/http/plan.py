@@ -27,6 +27,7 @@ class ListenerPlan:
         "idle_timeout",
         "max_body_bytes",
         "max_header_bytes",
+        "max_header_fields",
         "max_request_line",
         "plain_head_max",
         "response_timeout",
@@ -40,6 +41,7 @@ class ListenerPlan:
         self.routes: RouteTable = build_routes(cfg, pools, budgets)
         self.max_header_bytes = lim.max_header_bytes
         self.max_request_line = lim.max_request_line_bytes
+        self.max_header_fields = lim.max_header_fields
         self.head_guard = lim.max_header_bytes + lim.max_request_line_bytes + _HEAD_SLACK
         # A head no longer than both limits is within each: the fast lane need not count.
         self.plain_head_max = min(lim.max_header_bytes, lim.max_request_line_bytes)
