@@ -26,9 +26,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("clone")
     files = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
+        cwd=ROOT, capture_output=True, check=True,
     ).stdout.split(b"\0")
     for name in filter(None, files):
         src = ROOT / os.fsdecode(name)
@@ -40,23 +38,8 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _wheel(tree: Path, out: Path, **env: str) -> tuple[Path, str]:
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-v",
-            "-w",
-            str(out),
-            ".",
-        ],
-        cwd=tree,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=540,
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v", "-w", str(out), "."],
+        cwd=tree, env={**os.environ, **env}, capture_output=True, text=True, timeout=540,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     (wheel,) = out.glob("*.whl")
@@ -90,30 +73,18 @@ def test_a_pure_wheel_on_request_runs_and_says_so(tree: Path, tmp_path: Path) ->
     target = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
-        check=True,
-        capture_output=True,
-        timeout=300,
+        check=True, capture_output=True, timeout=300,
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
     env.pop("TIDEGATE_PURE", None)
     version = subprocess.run(
         [sys.executable, "-m", "tidegate", "--version"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=True, timeout=60,
     )
     assert version.stdout.strip() == "tidegate 0.1.0 (hot path: pure Python (not compiled))"
     helptext = subprocess.run(
         [sys.executable, "-m", "tidegate", "--help"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=True, timeout=60,
     ).stdout
     assert "serve" in helptext
     assert "bench" not in helptext  # its module is in the source tree only
@@ -129,10 +100,7 @@ def test_without_a_working_c_compiler_the_wheel_is_pure_python(tree: Path, tmp_p
 def test_the_sdist_is_the_whole_source_tree(tree: Path, tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "build", "--sdist", "--no-isolation", "-o", str(tmp_path)],
-        cwd=tree,
-        capture_output=True,
-        check=True,
-        timeout=300,
+        cwd=tree, capture_output=True, check=True, timeout=300,
         env={**os.environ, "TIDEGATE_COMPILE": "0"},
     )
     (sdist,) = tmp_path.glob("tidegate-0.1.0.tar.gz")
@@ -141,16 +109,9 @@ def test_the_sdist_is_the_whole_source_tree(tree: Path, tmp_path: Path) -> None:
     with tarfile.open(sdist) as t:
         names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
     for needed in (
-        "setup.py",
-        "pyproject.toml",
-        "LICENSE",
-        "README.md",
-        "scripts/build_native.py",
-        "src/tidegate/py.typed",
-        "src/tidegate/testing/process.py",
-        "src/tidegate/bench/gateway_cpu.py",
-        "tests/test_packaging.py",
-        "docs/operations.md",
+        "setup.py", "pyproject.toml", "LICENSE", "README.md", "scripts/build_native.py",
+        "src/tidegate/py.typed", "src/tidegate/testing/process.py", "src/tidegate/bench/gateway_cpu.py",
+        "tests/test_packaging.py", "docs/operations.md",
     ):
         assert needed in names, needed
     assert not [n for n in names if n.endswith(".so") or n.endswith("_native.json")]

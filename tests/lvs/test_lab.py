@@ -73,9 +73,7 @@ class Lab:
             self.servers[ip] = topo.python(ns, str(HERE / "rs_app.py"), self.names[ip], "80")
         setup = ["--mode", topo.mode, "--vip", VIP, "--apply"]  # no --undo: the namespaces go away whole
         setups = [
-            topo.python(
-                ns, "-m", "tidegate", "lvs-realserver", *setup, "--state", str(self.tmp / f"undo-{ns}.json")
-            )
+            topo.python(ns, "-m", "tidegate", "lvs-realserver", *setup, "--state", str(self.tmp / f"undo-{ns}.json"))
             for ns in (topo.servers if topo.mode != "nat" else ())
         ]
         for p in setups:

@@ -47,9 +47,7 @@ pool = "web"
 
 def versions(topo: Topology, n: int) -> Counter[str]:
     """n requests to the VIP from the client, one connection each: the versions that answered."""
-    res = topo.run(
-        topo.client, ["curl", "-sS", "-m", "5", "-H", "Connection: close", *[f"http://{VIP}/"] * n]
-    )
+    res = topo.run(topo.client, ["curl", "-sS", "-m", "5", "-H", "Connection: close", *[f"http://{VIP}/"] * n])
     assert res.returncode == 0, res.stderr
     return Counter(json.loads("{" + doc)["version"] for doc in res.stdout.split("{")[1:])
 
@@ -84,9 +82,7 @@ def test_an_lvs_layer_upgrade_reaches_supervisors_on_other_hosts(tmp_path: Path)
         upgrade = topo.run(topo.client, [*command, "--layer", "lvs"], timeout=120)
         assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr + director.output()
         for proc, ip in zip(supervisors, topo.server_ips, strict=True):
-            proc.wait_for(
-                r"\[0\.0\.0\.0:80\] tidegate: instance listening on 0\.0\.0\.0:80 pid=\d+ version=2"
-            )
+            proc.wait_for(r"\[0\.0\.0\.0:80\] tidegate: instance listening on 0\.0\.0\.0:80 pid=\d+ version=2")
             assert ip in upgrade.stdout + upgrade.stderr
         assert versions(topo, 4) == {"2": 4}
         for proc in supervisors:

@@ -49,19 +49,7 @@ def ns() -> Iterator[str]:
 
 
 def argv(ns: str, *args: str) -> list[str]:
-    return [
-        "ip",
-        "netns",
-        "exec",
-        ns,
-        sys.executable,
-        "-m",
-        "tidegate",
-        "lvs-realserver",
-        "--vip",
-        VIP,
-        *args,
-    ]
+    return ["ip", "netns", "exec", ns, sys.executable, "-m", "tidegate", "lvs-realserver", "--vip", VIP, *args]
 
 
 def rs(ns: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -72,9 +60,7 @@ def snapshot(ns: str) -> dict[str, object]:
     """What lvs-realserver may change in the namespace."""
 
     def out(*cmd: str) -> str:
-        return subprocess.run(
-            ["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True, check=True
-        ).stdout
+        return subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True, check=True).stdout
 
     return {
         "addresses": sorted(
@@ -102,9 +88,7 @@ def test_apply_then_undo_puts_the_namespace_back(ns: str, tmp_path: Path) -> Non
     assert res.returncode == 0, res.stderr
     applied = snapshot(ns)
     assert f"{VIP}/32 lo" in applied["addresses"]  # type: ignore[operator]
-    assert (
-        applied["net.ipv4.conf.eth0.arp_ignore"] == "1" and applied["net.ipv4.conf.all.arp_announce"] == "2"
-    )
+    assert applied["net.ipv4.conf.eth0.arp_ignore"] == "1" and applied["net.ipv4.conf.all.arp_announce"] == "2"
 
     res = rs(ns, "--undo", "--state", state)
     assert res.returncode == 0, res.stderr
@@ -127,9 +111,7 @@ def test_a_missing_interface_is_one_line_and_changes_nothing(ns: str, tmp_path: 
 def test_a_bad_or_unreachable_director_is_one_line_and_changes_nothing(ns: str, tmp_path: Path) -> None:
     state = str(tmp_path / "undo.json")
     before = snapshot(ns)
-    assert_refused(
-        rs(ns, "--mode", "nat", "--director", "director.example", "--apply"), "not an IPv4 address"
-    )
+    assert_refused(rs(ns, "--mode", "nat", "--director", "director.example", "--apply"), "not an IPv4 address")
     assert_refused(
         rs(ns, "--mode", "nat", "--director", "198.19.5.5", "--apply", "--state", state), "unreachable"
     )
@@ -156,9 +138,7 @@ def test_a_second_decapsulator_is_refused_and_the_first_runs_on(ns: str, tmp_pat
         running = snapshot(ns)
         assert f"{VIP}/32 {realserver.DECAP_DEVICE}" in running["addresses"]  # type: ignore[operator]
         second = str(tmp_path / "second.json")
-        res = rs(
-            ns, "--mode", "tun", "--decap", "userspace", "--interface", "eth0", "--apply", "--state", second
-        )
+        res = rs(ns, "--mode", "tun", "--decap", "userspace", "--interface", "eth0", "--apply", "--state", second)
         assert_refused(res, "busy", "another decapsulator", "nothing changed")
         assert snapshot(ns) == running and first.popen.poll() is None
     finally:

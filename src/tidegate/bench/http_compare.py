@@ -303,9 +303,7 @@ def _h2(s: System, args: argparse.Namespace, load_cpus: str | None, f: Figures, 
     ).stdout
     cpu1 = cpu_seconds(pid) if pid else 0.0
     rps = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out)
-    done = re.search(
-        r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored", out
-    )
+    done = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
     if rps is None or done is None or "Application protocol: h2c" not in out:
         f.problems.add(f"h2load: {out.strip().splitlines()[-1] if out.strip() else 'no output'}")
         f.h2.append(0.0)

@@ -103,9 +103,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         args.control_host = "127.0.0.1"
     wildcard = {"0.0.0.0", "::", ""}
-    if args.advertise is None and (
-        args.control_host in wildcard or (args.register and args.host in wildcard)
-    ):
+    if args.advertise is None and (args.control_host in wildcard or (args.register and args.host in wildcard)):
         print(
             "tidegate serve: listening on a wildcard address needs --advertise HOST "
             "(the address the gateway or director reaches this host by)",

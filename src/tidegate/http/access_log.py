@@ -68,9 +68,7 @@ class AccessLog:
         try:
             fresh = self._open()
         except OSError as exc:  # keep writing where we were rather than lose lines
-            log.warning(
-                "access log %s: cannot open it again (%s); still writing the old file", self.target, exc
-            )
+            log.warning("access log %s: cannot open it again (%s); still writing the old file", self.target, exc)
             return
         self._out.close()
         self._out = fresh

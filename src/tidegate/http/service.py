@@ -176,9 +176,7 @@ def check_section(cfg: HttpConfig, running: HttpConfig | None) -> None:
         try:
             AccessLog(cfg.access_log).close()
         except OSError as exc:
-            raise SectionError(
-                f"access_log {cfg.access_log!r} cannot be opened: {exc.strerror or exc}"
-            ) from None
+            raise SectionError(f"access_log {cfg.access_log!r} cannot be opened: {exc.strerror or exc}") from None
 
 
 def bind_sockets(cfg: HttpConfig) -> list[socket.socket]:

@@ -92,9 +92,7 @@ class Undo:
 def preflight(mode: str, interface: str, director: str | None) -> None:
     """What must hold before anything changes; SetupError says what does not."""
     if mode in ("dr", "tun") and not Path("/sys/class/net", interface).exists():
-        raise SetupError(
-            f"no network interface {interface!r} here (give the NIC facing the director: --interface)"
-        )
+        raise SetupError(f"no network interface {interface!r} here (give the NIC facing the director: --interface)")
     if mode == "nat" and director:
         try:
             ipaddress.IPv4Address(director)
@@ -117,9 +115,7 @@ def _route_to(address: str) -> str | None:
         try:
             routes = ipr.route("get", dst=address)
         except NetlinkError as exc:
-            raise SetupError(
-                f"--director {address} is unreachable from here: {os.strerror(exc.code)}"
-            ) from None
+            raise SetupError(f"--director {address} is unreachable from here: {os.strerror(exc.code)}") from None
     gateway = routes[0].get_attr("RTA_GATEWAY") if routes else None
     return str(gateway) if gateway else None
 
@@ -271,9 +267,7 @@ def load_undo(path: Path) -> list[Undo]:
         doc = json.loads(path.read_text())
         return [Undo(d["command"], d["kind"], tuple(d["args"])) for d in doc]
     except FileNotFoundError:
-        raise SetupError(
-            f"nothing to undo: {path} does not exist (was --apply run with this --state?)"
-        ) from None
+        raise SetupError(f"nothing to undo: {path} does not exist (was --apply run with this --state?)") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise SetupError(f"{path} is not what --apply saved: {exc}") from None
 

@@ -35,18 +35,10 @@ class Answer:
 
 
 class H2Client:
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        timeout: float = 20.0,
-        settings: dict[h2.settings.SettingCodes, int] | None = None,
-    ) -> None:
+    def __init__(self, host: str, port: int, timeout: float = 20.0, settings: dict[h2.settings.SettingCodes, int] | None = None) -> None:
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.authority = f"{host}:{port}"
-        self.conn = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True, header_encoding=None)
-        )
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
         if settings:  # sent in the preface's SETTINGS
             self.conn.local_settings = h2.settings.Settings(client=True, initial_values=settings)
         self.conn.initiate_connection()
@@ -69,19 +61,13 @@ class H2Client:
         self.send_raw(frame.serialize())
 
     def start(
-        self,
-        method: str = "GET",
-        path: str = "/",
-        headers: list[tuple[str, str]] | None = None,
-        body: bytes | None = None,
-        end: bool = True,
+        self, method: str = "GET", path: str = "/", headers: list[tuple[str, str]] | None = None,
+        body: bytes | None = None, end: bool = True,
     ) -> int:
         sid = self.conn.get_next_available_stream_id()
         fields = [(":method", method), (":scheme", "http"), (":authority", self.authority), (":path", path)]
         fields += headers or []
-        self.conn.send_headers(
-            sid, [(n.encode(), v.encode()) for n, v in fields], end_stream=end and not body
-        )
+        self.conn.send_headers(sid, [(n.encode(), v.encode()) for n, v in fields], end_stream=end and not body)
         self.answers[sid] = Answer()
         if body:
             self.send_body(sid, body, end)
@@ -149,10 +135,7 @@ class H2Client:
         return a
 
     def request(
-        self,
-        method: str = "GET",
-        path: str = "/",
-        headers: list[tuple[str, str]] | None = None,
+        self, method: str = "GET", path: str = "/", headers: list[tuple[str, str]] | None = None,
         body: bytes | None = None,
     ) -> Answer:
         return self.wait(self.start(method, path, headers, body))

@@ -40,9 +40,7 @@ def test_readyz_turns_200_only_after_the_first_health_verdicts(tmp_path: Path) -
         assert _get(f"{admin}/livez") == (200, "ok\n")
         status, body = _get(f"{admin}/readyz")
         assert status == 503, body
-        assert body.startswith("not ready: ") and (
-            "starting" in body or "pool p: first health checks" in body
-        )
+        assert body.startswith("not ready: ") and ("starting" in body or "pool p: first health checks" in body)
         # The check times out (a verdict: failed), and only then is the process ready.
         until(lambda: _get(f"{admin}/readyz")[0] == 200, timeout=60, message=proc.output())
         assert _get(f"{admin}/readyz") == (200, "ready\n")

@@ -30,13 +30,7 @@ def served(gw: Any) -> None:
 
 
 def request_block(extra: list[tuple[str, str]] | None = None, authority: str = "t") -> bytes:
-    fields = [
-        (":method", "GET"),
-        (":scheme", "http"),
-        (":authority", authority),
-        (":path", "/"),
-        *(extra or []),
-    ]
+    fields = [(":method", "GET"), (":scheme", "http"), (":authority", authority), (":path", "/"), *(extra or [])]
     return Encoder().encode(fields, huffman=False)
 
 
@@ -59,10 +53,8 @@ def test_rapid_reset_is_cut_off_after_its_budget(faults, gateway) -> None:
         burst = bytearray()
         for _ in range(1000):
             sid = c.conn.get_next_available_stream_id()
-            c.conn.send_headers(
-                sid,
-                [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"t"), (b":path", b"/slow")],
-            )
+            c.conn.send_headers(sid, [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"t"),
+                                      (b":path", b"/slow")])
             c.conn.reset_stream(sid, ErrorCodes.CANCEL)
             burst += c.conn.data_to_send()
         sendall_quietly(c, bytes(burst))
@@ -101,16 +93,8 @@ def test_hpack_bomb_is_bounded_by_the_header_limit(backends, gateway) -> None:
     enc = Encoder()
     # One 4000-byte field enters the dynamic table; each repeat is a 1-byte index into it: a
     # 4 KB block decodes to 48 KB, under h2's default 64 KiB list size, over the 8 KiB limit.
-    block = enc.encode(
-        [
-            (":method", "GET"),
-            (":scheme", "http"),
-            (":authority", "t"),
-            (":path", "/"),
-            ("x-bomb", "b" * 4000),
-        ],
-        huffman=False,
-    )
+    block = enc.encode([(":method", "GET"), (":scheme", "http"), (":authority", "t"), (":path", "/"),
+                        ("x-bomb", "b" * 4000)], huffman=False)
     block += enc.encode([("x-bomb", "b" * 4000)] * 11, huffman=False)
     assert len(block) < 4200
     with H2Client(gw.host, gw.port, timeout=10) as c:
@@ -119,11 +103,8 @@ def test_hpack_bomb_is_bounded_by_the_header_limit(backends, gateway) -> None:
         f.flags.add("END_STREAM")
         sendall_quietly(c, f.serialize())
         goaway = c.wait_goaway()
-        assert goaway.error_code in (
-            ErrorCodes.ENHANCE_YOUR_CALM,
-            ErrorCodes.COMPRESSION_ERROR,
-            ErrorCodes.PROTOCOL_ERROR,
-        )
+        assert goaway.error_code in (ErrorCodes.ENHANCE_YOUR_CALM, ErrorCodes.COMPRESSION_ERROR,
+                                     ErrorCodes.PROTOCOL_ERROR)
         c.wait_closed()
     served(gw)
 

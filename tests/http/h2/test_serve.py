@@ -48,14 +48,7 @@ def test_bodies_both_ways_and_head(backends, gateway, tmp_path) -> None:
     gw = gateway(config([b.address], http=H2))
     url = f"http://{gw.host}:{gw.port}"
     for path, size in (("/bytes/300000", 300000), ("/chunked/200000", 200000)):
-        r = curl(
-            "--http2-prior-knowledge",
-            "-o",
-            str(tmp_path / "out"),
-            "-w",
-            "%{http_code} %{http_version}",
-            url + path,
-        )
+        r = curl("--http2-prior-knowledge", "-o", str(tmp_path / "out"), "-w", "%{http_code} %{http_version}", url + path)
         assert r.stdout == "200 2" and (tmp_path / "out").read_bytes() == b"x" * size
     payload = bytes(range(256)) * 3000
     (tmp_path / "up").write_bytes(payload)
@@ -70,9 +63,7 @@ def test_h2load_many_streams_on_few_connections(backends, gateway) -> None:
     gw = gateway(config([x.address for x in bs], http=H2))
     r = subprocess.run(
         ["h2load", "-n", "2000", "-c", "4", "-m", "10", f"http://{gw.host}:{gw.port}/"],
-        capture_output=True,
-        text=True,
-        timeout=120,
+        capture_output=True, text=True, timeout=120,
     )
     assert "Application protocol: h2c" in r.stdout, r.stdout + r.stderr
     assert re.search(r"requests: 2000 total, 2000 started, 2000 done, 2000 succeeded", r.stdout), r.stdout
@@ -169,19 +160,8 @@ def test_h2_by_alpn_over_tls(backends, gateway, tmp_path) -> None:
     r1 = curl("--http1.1", "-k", "--resolve", resolve, "-i", url + "/")
     assert r1.stdout.startswith("HTTP/1.1 200")
     load = subprocess.run(
-        [
-            "h2load",
-            "-n",
-            "500",
-            "-c",
-            "2",
-            "-m",
-            "10",
-            f"https://{gw.host}:{gw.port}/",
-        ],  # no SNI: the first pair
-        capture_output=True,
-        text=True,
-        timeout=120,
+        ["h2load", "-n", "500", "-c", "2", "-m", "10", f"https://{gw.host}:{gw.port}/"],  # no SNI: the first pair
+        capture_output=True, text=True, timeout=120,
     )
     assert "Application protocol: h2" in load.stdout, load.stdout + load.stderr
     assert "500 succeeded" in load.stdout, load.stdout

@@ -148,9 +148,7 @@ class AdminApp:
     async def readyz(self, call: Call) -> Response:
         why = self.svc.runtime.not_ready()
         if why:
-            return Response(
-                503, ("not ready: " + "; ".join(why) + "\n").encode(), "text/plain; charset=utf-8"
-            )
+            return Response(503, ("not ready: " + "; ".join(why) + "\n").encode(), "text/plain; charset=utf-8")
         return Response(200, b"ready\n", "text/plain; charset=utf-8")
 
     async def metrics(self, call: Call) -> Response:

@@ -184,10 +184,7 @@ class H2ClientConnection:
             if not self.guard.spend(Abuse.CONTROL, now):
                 self.calm(Abuse.CONTROL)
                 return
-            if (
-                isinstance(ev, RemoteSettingsChanged)
-                and SettingCodes.INITIAL_WINDOW_SIZE in ev.changed_settings
-            ):
+            if isinstance(ev, RemoteSettingsChanged) and SettingCodes.INITIAL_WINDOW_SIZE in ev.changed_settings:
                 self._window(0)
         elif isinstance(ev, TrailersReceived):
             stream = self.streams.get(ev.stream_id)

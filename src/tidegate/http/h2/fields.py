@@ -129,7 +129,9 @@ def parse_request(fields: Iterable[tuple[bytes, bytes]]) -> H2Request:
     return H2Request(method, path, host, content_length, expect, names, values, xff, via, size)
 
 
-def upstream_head(req: H2Request, peer: bytes, proto: bytes, has_body: bool) -> tuple[list[bytes], bytes]:
+def upstream_head(
+    req: H2Request, peer: bytes, proto: bytes, has_body: bool
+) -> tuple[list[bytes], bytes]:
     """The forwarded header lines and the HTTP/1.1 head sent to the instance."""
     lines = [n + b": " + v + b"\r\n" for n, v in zip(req.names, req.values, strict=True)]
     parts = [req.method, b" ", req.path, b" HTTP/1.1\r\n", *lines]

@@ -72,11 +72,8 @@ class H2Stream(ClientSide):
         answers = self.svc.answers  # the gateway's own answers, for /metrics (tls_metrics.py)
         answers[status] = answers.get(status, 0) + 1
         body = f"{status} {_reason(status)}\n".encode()
-        fields = [
-            (b":status", b"%d" % status),
-            (b"content-type", b"text/plain"),
-            (b"content-length", b"%d" % len(body)),
-        ]
+        fields = [(b":status", b"%d" % status), (b"content-type", b"text/plain"),
+                  (b"content-length", b"%d" % len(body))]
         self.conn.h2.send_headers(self.sid, fields)
         self.answered = True
         self.pending.append(body)
