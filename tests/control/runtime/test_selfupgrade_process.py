@@ -80,7 +80,8 @@ def counters(addr: tuple[str, int]) -> dict[str, float]:
         conn.close()
     out = {}
     for family in text_string_to_metric_families(text):
-        if family.type in ("counter", "histogram"):
+        # process_*: the figures of the process that answers, which a new process starts afresh.
+        if family.type in ("counter", "histogram") and not family.name.startswith("process_"):
             for s in family.samples:
                 if not s.name.endswith("_created"):
                     out[f"{s.name}{sorted(s.labels.items())}"] = s.value
