@@ -231,8 +231,11 @@ class InstanceRollout:
             if self._withdrawn_at is None:
                 return "waiting for it to leave the DNS answers"
             return f"waiting {self.limits.dns_wait:g} s ({self.limits.dns_why})"
-        if self.phase is Phase.SETTLE and self.load is not None:
-            return f"{self.load} {'in flight' if self.layer is Layer.HTTP else 'connections'}"
+        if self.phase is Phase.SETTLE:
+            http = self.layer is Layer.HTTP
+            if self.load is None:  # withdrawn, its load not read yet
+                return "counting requests in flight" if http else "counting connections"
+            return f"{self.load} {'in flight' if http else 'connections'}"
         if self.phase is Phase.STARTING:
             return self._supervisor_seen
         if self.phase is Phase.READMIT and self.gateway_state:
