@@ -224,3 +224,30 @@ def test_a_stalled_upload_is_the_clients_fault_not_the_instances(faults, gateway
     figures = gw.counters()[inst.address]
     assert figures.failures == 0 and figures.active == 0
     assert_serves(gw)
+
+
+def test_at_max_connections_new_clients_wait_in_the_backlog_not_fail(faults, gateway) -> None:
+    """The listener pauses at max_connections: a client beyond it is neither refused nor reset;
+    its request is answered once another connection closes."""
+    inst = faults("echo")
+    gw = gateway(config([inst.address], http={"max_connections": 5}))
+    held = []
+    try:
+        for i in range(5):
+            s = socket.create_connection((gw.host, gw.port), timeout=10)
+            s.sendall(b"GET /held%d HTTP/1.1\r\nHost: t\r\n\r\n" % i)
+            assert ResponseReader(s).read().status == 200
+            held.append(s)
+        with socket.create_connection((gw.host, gw.port), timeout=10) as late:  # the backlog took it
+            late.sendall(b"GET /late HTTP/1.1\r\nHost: t\r\n\r\n")
+            late.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                late.recv(1)  # not accepted yet: nothing answers (a reset or close would return)
+            assert "/late" not in [s.path for s in inst.seen]
+            held.pop().close()
+            late.settimeout(10)
+            assert ResponseReader(late).read().status == 200
+        assert gw.call(lambda: gw.service.pauses) >= 1
+    finally:
+        for s in held:
+            s.close()

@@ -206,6 +206,9 @@ class HttpConfig(_Section):
     # HTTP/2 with prior knowledge (h2c) on a cleartext listener, next to HTTP/1.1 (docs/configuration.md);
     # a TLS listener offers h2 by ALPN ([http.tls] alpn)
     http2: bool = False
+    # Client connections open at once; at the limit the listener pauses (the kernel's backlog
+    # holds new clients) until one closes. None: a share of the open-file limit (fdlimit.py).
+    max_connections: int | None = Field(default=None, ge=1)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
 

@@ -142,7 +142,10 @@ class ClientConnection(ClientSide):
             cipher = ssl_object.cipher()
             self.tls_info = (ssl_object.version() or "", cipher[0] if cipher else "")
         self.fwd = self.xff_self + self.proto_line + b"X-Forwarded-Host: "
-        self.svc.conns.add(self)
+        conns = self.svc.conns
+        conns.add(self)
+        if len(conns) >= self.svc.max_connections:
+            self.svc.pause_accepting()
         self.since = self.loop.time()
         # A new connection must send its first request within the header timeout.
         self.idle_limit = self.plan.header_timeout
@@ -208,6 +211,8 @@ class ClientConnection(ClientSide):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.svc.conns.discard(self)
+        if self.svc.paused:
+            self.svc.resume_accepting()
         if self.tunnel is not None:
             tunnel, self.tunnel = self.tunnel, None
             tunnel.close()

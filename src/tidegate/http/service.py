@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from tidegate.balancing.pool import Pool
 from tidegate.config.model import Config, HttpConfig
+from tidegate.fdlimit import default_max_connections, listeners, open_files
 from tidegate.http import alpn
 from tidegate.http.access_log import AccessLog
 from tidegate.http.attempts import RetryBudget
@@ -56,6 +57,15 @@ class HttpService:
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.upstreams: Upstreams = None  # type: ignore[assignment]
         self.server: asyncio.Server | None = None
+        # The listening socket stays open while the server (on a duplicate of it) is closed at
+        # max_connections: the kernel's backlog then holds new clients instead of refusing them.
+        self.listener: socket.socket | None = None
+        self.max_connections = cfg.max_connections or default_max_connections(
+            open_files(), listeners(runtime.config)
+        )
+        self.paused = False
+        self.pauses = 0
+        self.listener_closed = False
         self._sweeper: asyncio.Task[None] | None = None
         self.address = ""
         self.tls: ListenerTls | None = ListenerTls(cfg.tls) if cfg.tls is not None else None
@@ -76,22 +86,58 @@ class HttpService:
         sock = self.sock
         if sock is None:
             sock = stream_listener(self.cfg.listen, 2048)
-        tls = self.tls
-        if tls is not None:
-            self.server = await self.loop.create_server(
-                lambda: cast(asyncio.Protocol, Handshake(tls, self._after_handshake)),
-                sock=sock,
-                ssl=tls.front,
-                ssl_handshake_timeout=tls.cfg.handshake_timeout,
-            )
-        else:
-            self.server = await self.loop.create_server(self._accept, sock=sock)
-        bound = self.server.sockets[0].getsockname()
+        self.listener = sock
+        self.server = await self._serve()
+        bound = sock.getsockname()
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         self.address = f"{shown}:{bound[1]}"
         if self.announce:
             announce.info(f"{self.name} listening on {self.address}")
         self._sweeper = self.loop.create_task(self._sweep())
+
+    async def _serve(self) -> asyncio.Server:
+        sock = self.listener
+        assert sock is not None
+        tls = self.tls
+        if tls is not None:
+            return await self.loop.create_server(
+                lambda: cast(asyncio.Protocol, Handshake(tls, self._after_handshake)),
+                sock=sock.dup(),
+                ssl=tls.front,
+                ssl_handshake_timeout=tls.cfg.handshake_timeout,
+            )
+        return await self.loop.create_server(self._accept, sock=sock.dup())
+
+    def pause_accepting(self) -> None:
+        """At max_connections: stop accepting; new clients wait in the kernel's backlog."""
+        if self.server is not None and not self.paused:
+            self.paused = True
+            self.pauses += 1
+            self.server.close()
+            self.server = None
+            if self.pauses == 1 or self.pauses % 1000 == 0:
+                log.warning(
+                    "%s: %d connections open (max_connections): new clients wait until one closes "
+                    "(%d pauses so far)",
+                    self.name,
+                    len(self.conns),
+                    self.pauses,
+                )
+
+    def resume_accepting(self) -> None:
+        if self.paused and not (self.stopping or self.listener_closed):
+            self.paused = False  # set now: a second close while the server starts must not start two
+            self.loop.create_task(self._resume())
+
+    async def _resume(self) -> None:
+        server = await self._serve()
+        if self.stopping or self.listener_closed:
+            server.close()
+        elif len(self.conns) >= self.max_connections:  # full again meanwhile
+            server.close()
+            self.paused = True
+        else:
+            self.server = server
 
     async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:
         cfg = section_after_reload(config, self.cfg, self.index, self.name)
@@ -113,14 +159,20 @@ class HttpService:
         if self.access_log is not None:
             self.access_log.reopen()
 
-    async def stop_listening(self) -> None:
+    def _close_listener(self) -> None:
         if self.server is not None:
             self.server.close()
+        if self.listener is not None:
+            self.listener.close()
+
+    async def stop_listening(self) -> None:
+        self.listener_closed = True  # no resuming after this
+        self._close_listener()
 
     async def stop(self, grace: float) -> None:
         self.stopping = True
-        if self.server is not None:
-            self.server.close()
+        self.listener_closed = True
+        self._close_listener()
         busy = sum(1 for c in self.conns if c.queue or c.tunnel is not None)
         log.info("%s: stopping; %d connections in flight, %d idle", self.name, busy, len(self.conns) - busy)
         for conn in list(self.conns):
@@ -176,7 +228,9 @@ def check_section(cfg: HttpConfig, running: HttpConfig | None) -> None:
         try:
             AccessLog(cfg.access_log).close()
         except OSError as exc:
-            raise SectionError(f"access_log {cfg.access_log!r} cannot be opened: {exc.strerror or exc}") from None
+            raise SectionError(
+                f"access_log {cfg.access_log!r} cannot be opened: {exc.strerror or exc}"
+            ) from None
 
 
 def bind_sockets(cfg: HttpConfig) -> list[socket.socket]:

@@ -56,6 +56,7 @@ from tidegate.control.runtime.selfupgrade import (
     remove_pid_file,
     write_pid_file,
 )
+from tidegate.fdlimit import raise_nofile
 from tidegate.observe import process_log
 from tidegate.observe.prometheus import BuildInfoCollector
 from tidegate.service import C, Figures, Names, SectionError, Service
@@ -471,6 +472,11 @@ def run(
     new process of a self-upgrade, and the old one is at the other end of that socket."""
     config = load_config(config_path, FILE_CHECKS)
     process_log.configure()  # as `tidegate --log-level --log-format` chose (the environment)
+    before, now = raise_nofile()  # before any socket: workers inherit it
+    if now != before:
+        log.info("open files: %d (soft limit raised from %d to the hard limit)", now, before)
+    else:
+        log.info("open files: %d (the soft limit; the hard limit allows no more)", now)
     inherited = None
     if handover_fd is not None:
         from tidegate.control.runtime.selfupgrade import take_over
