@@ -17,6 +17,7 @@ from tidegate.config.model import Config
 from tidegate.control.runtime.pools import build_pools
 from tidegate.http.client_side import ClientSide
 from tidegate.http.exchange import Exchange
+from tidegate.http.phases import DONE
 from tidegate.http.request import Request
 from tidegate.http.service import HttpService
 from tidegate.service import StandaloneHost
@@ -151,7 +152,7 @@ async def test_parsed_response(
     assert fields[b"X-Up"] and fields[b"via"]
     # Connection-specific fields never reach the side; nor do trailers.
     assert not {b"Connection", b"Transfer-Encoding", b"X-Hop", b"X-Trailer"} & set(fields)
-    assert ex.finished and ex.status == status and not ex.broken
+    assert ex.phase == DONE and ex.status == status and not ex.broken
     assert ex.bytes_out == len(body)
 
 
@@ -167,7 +168,7 @@ async def test_the_gateways_own_answer(service: HttpService) -> None:
     with socket_refusing() as port:
         inst.port = port
         side, ex = await _exchange(service, b"/length")
-    assert side.events == [("answer", 502)] and ex.status == 502
+    assert side.events == [("answer", 502)] and (ex.status, ex.phase) == (502, DONE)
 
 
 class socket_refusing:

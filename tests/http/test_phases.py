@@ -7,6 +7,7 @@ table and the model agree only if both say what the gateway does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -180,3 +181,23 @@ def test_no_retry_once_the_client_saw_bytes(data: st.DataObject) -> None:
         if shown:
             assert phase not in (ph.PICKING, ph.CONNECTING, ph.SENT, ph.HELD)
     assert phase in ph.FINAL or len(legal) > 0
+
+
+def test_the_orders_the_exchange_relies_on() -> None:
+    """The exchange tests ranges, not sets, on its hot path: these phases must stay adjacent."""
+    assert {p for p in range(ph.PHASES) if p >= ph.TUNNEL} == ph.FINAL
+    assert {p for p in range(ph.PHASES) if ph.CONNECTING <= p <= ph.SENT} == {ph.CONNECTING, ph.SENT}
+    assert {p for p in range(ph.PHASES) if ph.shown(p)} == {ph.HELD, ph.STREAMING}
+
+
+@pytest.mark.parametrize(
+    ("move", "event"), [(ph.start, ph.START), (ph.send, ph.SEND), (ph.complete, ph.COMPLETE)]
+)
+def test_the_written_out_moves_are_the_tables(move: Callable[[int], int], event: int) -> None:
+    for phase in range(ph.PHASES):
+        want = ph.TRANSITIONS.get((phase, event))
+        if want is None:
+            with pytest.raises(ph.PhaseError):
+                move(phase)
+        else:
+            assert move(phase) == want

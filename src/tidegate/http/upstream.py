@@ -93,6 +93,7 @@ class UpstreamConnection:
         "parser",
         "raw",
         "read_paused",
+        "reads",
         "reason",
         "reused",
         "sink",
@@ -116,6 +117,7 @@ class UpstreamConnection:
         self.reused = False
         self.closed = False
         self.got_bytes = False
+        self.reads = 0  # reads from the instance: the sweeper's sign of life
         self.write_paused = False
         self.read_paused = False  # paused for a slow client (tracked: never pooled paused)
         self.drain_waiter: asyncio.Future[None] | None = None
@@ -200,7 +202,7 @@ class UpstreamConnection:
             self.transport.close()
             return
         self.got_bytes = True
-        ex.progress += 1
+        self.reads += 1
         if self.fresh:
             if ex.plain and self._fast_response(ex, data):
                 return
@@ -241,7 +243,6 @@ class UpstreamConnection:
             elif self.head_due:
                 # Its head was held and nothing reached the client: a failed attempt after all.
                 self.ex = None
-                ex.response_withdrawn()
                 ex.attempt_failed(self, Failure.LOST_AFTER_SEND)
             else:
                 self.ex = None
@@ -279,14 +280,8 @@ class UpstreamConnection:
         if plain is None:
             return False
         status, out, keep = plain
-        n = len(out)
-        ex.response_started = True
-        ex.status = status
-        ex.client.transport.write(out)
-        self.inst.counters.bytes_out += n
-        ex.bytes_out += n
         self.ex = None
-        ex.plain_done(self, keep and not self.closed)
+        ex.plain_response(self, status, out, keep and not self.closed)
         return True
 
     # --- httptools callbacks ----------------------------------------------------------------
@@ -350,6 +345,9 @@ class UpstreamConnection:
         if not self.raw:
             if self.head_due:
                 self._flush_head()
+                if self.hold_head:
+                    self.hold_head = False
+                    self.ex.head_shown()  # type: ignore[union-attr]
             self.out_bytes += len(body)
             self.sink.response_data(body)  # type: ignore[union-attr]
             return
@@ -360,6 +358,9 @@ class UpstreamConnection:
             self.head_out = None
             self.head_due = False
             body = head + body
+            if self.hold_head:
+                self.hold_head = False
+                self.ex.head_shown()  # type: ignore[union-attr]
         self.out_bytes += len(body)
         self.client_tr.write(body)
 
@@ -462,8 +463,7 @@ class UpstreamConnection:
         self.ex = None
         self.committed = False
         self.inst.counters.bytes_out += self.out_bytes
-        ex.bytes_out += self.out_bytes
-        ex.response_done(self, reusable and not self.closed)
+        ex.response_done(self, reusable and not self.closed, self.out_bytes)
 
     def _upgraded(self, rest: bytes) -> None:
         ex = self.ex
@@ -477,9 +477,8 @@ class UpstreamConnection:
         self.ex = None
         self.committed = False
         self.inst.counters.bytes_out += self.out_bytes
-        ex.bytes_out += self.out_bytes
         self.tunnel = self.client_tr
-        ex.tunnel_open(self)
+        ex.tunnel_open(self, self.out_bytes)
 
     def _protocol_error(self) -> None:
         ex = self.ex
