@@ -93,6 +93,7 @@ class Exchange:
     fast = False  # an attempt is in flight without a task (see the module docstring)
     phase = QUEUED  # where the request stands (http/phases.py); every move is step()'s
     finished = False  # _finish ran: the client side has been told
+    own_answer = False  # the status is the gateway's own (no instance's response reached the client)
     begun = False
     conn: UpstreamConnection | None = None
     inst: Instance | None = None
@@ -152,6 +153,7 @@ class Exchange:
         canned = self.canned
         if canned:
             self.phase = step(self.phase, ANSWER)
+            self.own_answer = True
             self.client.answer(canned, True)
             self.finished = True
             self.client.exchange_done(self)
@@ -567,6 +569,7 @@ class Exchange:
         client = self.client
         close = not req.complete or not req.keep_alive or self.broken or client.last_answer(self)
         self.phase = step(self.phase, ANSWER)
+        self.own_answer = True
         self.status = status
         if close:
             self.close_client = True
@@ -589,7 +592,7 @@ class Exchange:
             "pool": self.target.name if self.target is not None else None,
             "upstream": inst.address if inst is not None else None,
             # None when no response came from an instance (the gateway answered: 502, 504…).
-            "upstream_status": self.status if self.response_started else None,
+            "upstream_status": self.status if self.status and not self.own_answer else None,
             "tries": self.attempt,
             "duration_ms": round((now - req.started) * 1000.0, 3),
             # The last try, from picking the instance (connecting included) to the answer's end.
