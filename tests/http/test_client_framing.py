@@ -16,6 +16,7 @@ from tidegate.config.model import Config
 from tidegate.control.runtime.pools import build_pools
 from tidegate.http import client
 from tidegate.http.service import HttpService
+from tidegate.http.upstream import Upstreams
 from tidegate.service import StandaloneHost
 
 
@@ -32,6 +33,7 @@ def _connection(loop: asyncio.AbstractEventLoop, request_line: bytes) -> client.
     )
     svc = HttpService(cfg.http[0], StandaloneHost(cfg, build_pools(cfg)))
     svc.loop = loop
+    svc.upstreams = Upstreams(loop)  # as start() sets it: the compiled class takes no None there
     conn = client.ClientConnection(svc)
     parser = httptools.HttpRequestParser(_Quiet())
     parser.feed_data(request_line)  # the head not finished: method and version known
