@@ -1,4 +1,4 @@
-"""The benchmark's readings of wrk and /proc, and the gateway-CPU harness end to end."""
+"""The benchmark's readings of wrk and /proc, and the gateway- and DNS-CPU harnesses end to end."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tidegate.bench import gateway_cpu
+from tidegate.bench import dns_cpu, gateway_cpu
 from tidegate.bench.kit import cpu_seconds, median_spread, parse_wrk, peak_rss, reset_peak_rss
 
 WRK_OUT = """Running 1s test @ http://127.0.0.1:18099/e
@@ -61,3 +61,13 @@ async def test_gateway_cpu_harness_proxies_every_request() -> None:
     # The harness raises unless every request was answered, counted and nothing was closed.
     per_request = await gateway_cpu.measure(requests=2000, connections=10)
     assert 0 < per_request < 0.01
+
+
+def test_dns_cpu_harness_answers_every_query() -> None:
+    # The harness raises unless every query was answered without an internal error.
+    assert 0 < dns_cpu.measure(2000) < 0.01
+    assert 0 < dns_cpu.measure(2000, cookie=True) < 0.01
+    _, proto, transport = dns_cpu.service()
+    for wire in dns_cpu.queries(n=10):
+        proto.datagram_received(wire, dns_cpu.CLIENT)
+        assert transport.last[:2] == wire[:2] and transport.last[2] & 0x80  # its id, a response
