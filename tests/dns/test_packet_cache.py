@@ -192,3 +192,65 @@ def test_the_first_address_follows_the_weights_with_two_answers() -> None:
         first[addresses(dns.message.from_wire(handler.handle(wire, zone) or b""))[0]] += 1
     for ip, weight in (("127.0.0.1", 1), ("127.0.0.2", 2), ("127.0.0.3", 3)):
         assert abs(first[ip] / n - weight / 6) < 0.03, first
+
+
+def _first_ips(zone: Zone, wire: bytes, n: int) -> Counter[str]:
+    seen: Counter[str] = Counter()
+    for _ in range(n):
+        seen.update(addresses(dns.message.from_wire(handler.handle(wire, zone) or b"")))
+    return seen
+
+
+def test_a_repeated_query_is_answered_from_its_plan_until_the_pool_changes() -> None:
+    # The same bytes after the id: answered from the plan (no parse, no render), the draw still
+    # per query; every change of the pool (health, operator, weight) voids the plan at once.
+    zone = _zone(12)
+    pool = zone.pools["web"]
+    wire = dns.message.make_query("one.example.test.", "A", id=7).to_wire()
+    assert set(_first_ips(zone, wire, 300)) == {"127.0.0.1", "127.0.0.2", "127.0.0.3"}
+    assert len(zone.packets.udp) == 1 and zone.figures.cache_misses == 3
+    other_id = bytes([0, 8]) + wire[2:]
+    r = dns.message.from_wire(handler.handle(other_id, zone) or b"")
+    assert r.id == 8 and zone.figures.cache_misses == 3
+
+    two = pool.get("127.0.0.2:9001")
+    three = pool.get("127.0.0.3:9001")
+    assert two is not None and three is not None
+    pool.set_state(two, State.DOWN, "health check")  # a failed health check
+    assert set(_first_ips(zone, wire, 300)) == {"127.0.0.1", "127.0.0.3"}
+    pool.set_state(three, State.MAINT, "operator")  # an operator's change
+    assert set(_first_ips(zone, wire, 100)) == {"127.0.0.1"}
+    pool.set_state(three, State.UP, "operator")
+    pool.set_weight(three, 0)
+    assert set(_first_ips(zone, wire, 100)) == {"127.0.0.1"}
+    pool.set_weight(three, 1)
+    pool.set_state(two, State.UP, "health check")
+    seen = _first_ips(zone, wire, 4000)
+    for ip, weight in (("127.0.0.1", 1), ("127.0.0.2", 2), ("127.0.0.3", 1)):
+        assert abs(seen[ip] / 4000 - weight / 4) < 0.04, seen
+
+
+def test_a_plan_is_dropped_with_the_serial_and_apex_answers_follow_it() -> None:
+    zone = _zone(13)
+    soa = dns.message.make_query("example.test.", "SOA").to_wire()
+
+    def serial() -> int:
+        r = dns.message.from_wire(handler.handle(soa, zone) or b"")
+        return int(r.answer[0][0].serial)
+
+    assert serial() == serial() == 1000 and len(zone.packets.udp) == 1
+    pool = zone.pools["web"]
+    inst = pool.get("127.0.0.1:9001")
+    assert inst is not None
+    pool.set_state(inst, State.DRAINING, "operator")  # no query drew since: the apex notices
+    assert serial() == 1001
+
+
+def test_the_plans_are_bounded() -> None:
+    zone = _zone(14)
+    for i in range(MAX_ENTRIES + 100):
+        q = dns.message.make_query("nope.example.test.", "A", use_edns=0, payload=512 + i)
+        handler.handle(q.to_wire(), zone)
+        handler.handle(q.to_wire(), zone)
+    assert len(zone.packets.udp) <= MAX_ENTRIES
+    assert sum(len(p.answers) for p in zone.packets.udp.values()) <= MAX_ENTRIES

@@ -10,7 +10,7 @@ from fractions import Fraction
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tidegate.dns.selection import weighted_sample
+from tidegate.dns.selection import running_sums, weighted_pick, weighted_sample
 
 
 class _NeedDraw(Exception):
@@ -119,3 +119,23 @@ def test_a_draw_at_the_top_edge_still_picks_a_live_entry() -> None:
     # Float sums can leave a draw just under `total` above the last partial sum.
     assert weighted_sample([0.1, 0.2, 0.0], 1, lambda t: t) == [1]
     assert weighted_sample([0.0, 0.3, 0.0], 3, lambda t: t) == [1]
+
+
+@given(
+    st.lists(st.sampled_from([0.0, -1.0, 0.5, 1.0, 2.0, 3.0, 1e-9, 7.25]), max_size=8),
+    st.sampled_from([0.0, 0.25, 0.5, 0.999999, 1.0, 1.5]),
+)
+def test_weighted_pick_is_weighted_sample_for_one_answer(weights: list[float], u: float) -> None:
+    # u = 1.0 and 1.5 stand for float rounding that leaves the draw at or past the total.
+    got = weighted_pick(running_sums(weights), lambda total: u * total)
+    want = weighted_sample(weights, 1, lambda total: u * total)
+    assert got == (want[0] if want else -1)
+
+
+def test_weighted_pick_over_every_integer_draw() -> None:
+    for weights in _vectors():
+        sums = running_sums(weights)
+        total = int(sum(w for w in weights if w > 0))
+        for j in range(total):
+            draw = lambda t, j=j: j + 0.5  # noqa: E731
+            assert [weighted_pick(sums, draw)] == weighted_sample(weights, 1, draw)

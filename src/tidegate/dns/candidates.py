@@ -26,6 +26,10 @@ from dns.rdtypes.IN.AAAA import AAAA
 
 from tidegate.balancing.pool import Pool
 from tidegate.balancing.state import State
+from tidegate.dns.selection import running_sums
+
+A_TYPE = int(dns.rdatatype.A)
+AAAA_TYPE = int(dns.rdatatype.AAAA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,23 +40,41 @@ class Entry:
     instances: tuple[str, ...]  # the pool addresses ("host:port") behind this IP
 
 
-@dataclass(frozen=True, slots=True)
 class Candidates:
-    v4: tuple[Entry, ...]
-    v6: tuple[Entry, ...]
-    fail_open: bool  # no instance eligible: these are the down ones
-    skipped: tuple[str, ...]  # instances whose host is not an IP address
+    """The addresses of one pool; also what every query's draw reads, computed once per change of
+    the pool: both families (ANY) and the running sums of the weights (selection.weighted_pick)."""
+
+    __slots__ = ("both", "fail_open", "skipped", "sums_both", "sums_v4", "sums_v6", "v4", "v6")
+
+    def __init__(
+        self, v4: tuple[Entry, ...], v6: tuple[Entry, ...], fail_open: bool, skipped: tuple[str, ...]
+    ) -> None:
+        self.v4 = v4
+        self.v6 = v6
+        self.fail_open = fail_open  # no instance eligible: these are the down ones
+        self.skipped = skipped  # instances whose host is not an IP address
+        self.both = v4 + v6
+        self.sums_v4 = running_sums([e.weight for e in v4])
+        self.sums_v6 = running_sums([e.weight for e in v6])
+        self.sums_both = running_sums([e.weight for e in self.both])
 
     def family(self, rdtype: int) -> tuple[Entry, ...]:
-        if rdtype == dns.rdatatype.A:
+        if rdtype == A_TYPE:
             return self.v4
-        if rdtype == dns.rdatatype.AAAA:
+        if rdtype == AAAA_TYPE:
             return self.v6
-        return self.v4 + self.v6
+        return self.both
+
+    def sums(self, rdtype: int) -> tuple[float, ...]:
+        if rdtype == A_TYPE:
+            return self.sums_v4
+        if rdtype == AAAA_TYPE:
+            return self.sums_v6
+        return self.sums_both
 
     @property
     def ips(self) -> frozenset[str]:
-        return frozenset(e.ip for e in self.v4 + self.v6)
+        return frozenset(e.ip for e in self.both)
 
 
 def candidates_of(pool: Pool) -> Candidates:

@@ -25,7 +25,9 @@ class Rate:
         self._second = int(clock())
 
     def _advance(self) -> int:
-        now = int(self._clock())
+        return self._advance_to(int(self._clock()))
+
+    def _advance_to(self, now: int) -> int:
         gap = now - self._second
         if gap > 0:
             for s in range(self._second + 1, self._second + 1 + min(gap, self.window)):
@@ -35,6 +37,10 @@ class Rate:
 
     def add(self, n: int = 1) -> None:
         self._buckets[self._advance() % self.window] += n
+
+    def add_at(self, now: float, n: int = 1) -> None:
+        """add(n) with the clock read already: the caller's reading of the same clock."""
+        self._buckets[self._advance_to(int(now)) % self.window] += n
 
     def per_second(self) -> float:
         now = self._advance()

@@ -11,6 +11,9 @@ Theory of operation:
   (RFC 2181 §9: a partial RRset would be worse than none).
 A plain standard query (packet_cache.py) skips dnspython when the response dnspython rendered for
 the same question, addresses and serial is in the zone's packet cache; the draw still happens.
+A query whose bytes after the id were seen before skips even the header check: its plan (one dict
+lookup) says what to redo (the apex's serial refresh, the draw) and holds the finished response
+for each draw, into which only the id is copied.
 `handle` never raises: an exception from tidegate's own code is counted, logged (a few times) and
 answered SERVFAIL, so one bad packet can never stop the server.
 """
@@ -28,10 +31,10 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 
-from tidegate.dns.candidates import Entry
+from tidegate.dns.candidates import Candidates, Entry
 from tidegate.dns.figures import Figures
-from tidegate.dns.packet_cache import Cached, PlainQuery, plain_query, reply_for
-from tidegate.dns.zone import Zone
+from tidegate.dns.packet_cache import MAX_BYTES, Cached, Hit, PlainQuery, Plan, plain_query, reply_for
+from tidegate.dns.zone import RecordSpec, Zone
 
 log = logging.getLogger("tidegate.dns")
 
@@ -49,14 +52,23 @@ _ADDRESS_TYPES = frozenset((dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.A
 
 def handle(wire: bytes, zone: Zone, transport: Transport = "udp") -> bytes | None:
     figs = zone.figures
+    packets = zone.packets
     if transport == "udp":
         figs.udp += 1
+        plans = packets.udp
     else:
         figs.tcp += 1
+        plans = packets.tcp
     try:
-        plain = plain_query(wire)
-        if plain is not None:
-            return _handle_plain(wire, plain, zone, transport)
+        plan = plans.get(wire[2:])
+        if plan is not None and plan.generation == packets.generation:
+            out = _from_plan(wire, plan, zone, transport, plans)
+            if out is not None:
+                return out
+        else:
+            plain = plain_query(wire)
+            if plain is not None:
+                return _handle_plain(wire, plain, zone, transport, plans)
         return _handle(wire, zone, transport)
     except Exception:
         figs.internal_errors += 1
@@ -68,26 +80,90 @@ def handle(wire: bytes, zone: Zone, transport: Transport = "udp") -> bytes | Non
             return None
 
 
-def _handle_plain(wire: bytes, plain: PlainQuery, zone: Zone, transport: Transport) -> bytes | None:
+def _from_plan(
+    wire: bytes, plan: Plan, zone: Zone, transport: Transport, plans: dict[bytes, Plan]
+) -> bytes | None:
+    """The answer to a query whose bytes after the id were planned: the zone's side effects, the
+    draw, and the response kept for that draw. None (rare) when the plan went stale before the
+    draw: the caller takes the full path, which draws."""
+    if plan.apex:
+        zone.refresh()
+    spec = plan.spec
+    cands: Candidates | None = None
+    if spec is not None:
+        assert isinstance(spec, RecordSpec)
+        cands = zone.candidates(spec.pool)  # a pool change clears the cache: checked next
+    if plan.generation != zone.packets.generation:
+        plain = plain_query(wire)
+        return None if plain is None else _handle_plain(wire, plain, zone, transport, plans)
+    drawn: tuple[int, ...] | None = None
+    if cands is not None:
+        assert isinstance(spec, RecordSpec)
+        drawn = zone.draw(spec, cands, plan.qtype)
+    hit = plan.answers.get(drawn)
+    if hit is None:
+        plain = plain_query(wire)
+        assert plain is not None  # planned: it was plain then, and these are the same bytes
+        picked = None
+        if cands is not None and drawn is not None:
+            entries = cands.family(plan.qtype)
+            picked = tuple([entries[i] for i in drawn])
+        return _handle_plain(wire, plain, zone, transport, plans, (drawn, picked))
+    figs = zone.figures
+    figs.cache_hits += 1
+    figs.responses[hit.rcode] += 1
+    if hit.truncated:
+        figs.truncated += 1
+    return wire[:2] + hit.tail
+
+
+Drawn = tuple[tuple[int, ...] | None, tuple[Entry, ...] | None]
+
+
+def _handle_plain(
+    wire: bytes,
+    plain: PlainQuery,
+    zone: Zone,
+    transport: Transport,
+    plans: dict[bytes, Plan],
+    drawn: Drawn | None = None,
+) -> bytes | None:
     # The zone's side effects first, as Zone.resolve has them: the apex refreshes the serial, an
-    # address question draws (and counts) its addresses.
-    picked: tuple[Entry, ...] | None = None
+    # address question draws (and counts) its addresses (unless the caller drew them already).
+    spec: RecordSpec | None = None
+    apex = False
     if plain.qclass == IN and plain.qtype not in _TRANSFERS:
-        if plain.name == zone.origin_wire:
+        apex = plain.name == zone.origin_wire
+        if apex and drawn is None:
             zone.refresh()
         spec = zone.records_by_wire.get(plain.name)
-        if spec is not None and plain.qtype in _ADDRESS_TYPES:
-            picked = zone.pick(spec, plain.qtype)
+        if spec is not None and plain.qtype not in _ADDRESS_TYPES:
+            spec = None
+        if spec is not None and drawn is None:
+            cands = zone.candidates(spec.pool)
+            if cands is None:
+                drawn = (None, None)
+            else:
+                indices = zone.draw(spec, cands, plain.qtype)
+                entries = cands.family(plain.qtype)
+                drawn = (indices, tuple([entries[i] for i in indices]))
+    picked = None if drawn is None else drawn[1]
     ips = None if picked is None else tuple([e.ip for e in picked])
     key = (transport, plain.rest, plain.name, ips, zone.serial)
     figs = zone.figures
-    cached = zone.packets.get(key)
+    packets = zone.packets
+    plan = packets.plan(plans, wire[2:], Plan(packets.generation, apex, spec, plain.qtype))
+    cached = packets.get(key)
     if cached is not None:
         figs.cache_hits += 1
         figs.responses[cached.rcode] += 1
         if cached.truncated:
             figs.truncated += 1
-        return reply_for(cached, wire, plain.name_end)
+        reply = reply_for(cached, wire, plain.name_end)
+        packets.remember(
+            plan, None if drawn is None else drawn[0], Hit(reply[2:], cached.rcode, cached.truncated)
+        )
+        return reply
     figs.cache_misses += 1
     formerr, errors, responses = figs.formerr, figs.internal_errors, figs.responses.copy()
     out = _handle(wire, zone, transport, picked)
@@ -100,7 +176,10 @@ def _handle_plain(wire: bytes, plain: PlainQuery, zone: Zone, transport: Transpo
         and out[_HEADER : plain.name_end].lower() == plain.name
     ):
         (rcode,) = counted
-        zone.packets.put(key, Cached(out, rcode, bool(out[2] & 0x02)))
+        truncated = bool(out[2] & 0x02)
+        packets.put(key, Cached(out, rcode, truncated))
+        if len(out) <= MAX_BYTES:
+            packets.remember(plan, None if drawn is None else drawn[0], Hit(out[2:], rcode, truncated))
     return out
 
 

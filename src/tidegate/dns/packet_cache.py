@@ -15,6 +15,10 @@ Theory of operation (PowerDNS's packet cache, keeping tidegate's per-query draw)
   the ignored EDNS options: whatever dnspython makes of those bytes, it makes again. The two differences are copied into a
   hit: the id, and the name as the client wrote it (0x20 case randomisation is echoed; the names
   after the question are compression pointers to it, so they follow its case by themselves).
+- In front of the keyed responses, plans: by a query's exact bytes after its id (per transport),
+  whether it refreshes the serial (the apex) or draws (a record), and the finished response for
+  each draw. Same bytes, same plain query, same key: so a repeated query costs a dict lookup, the
+  draw and one concatenation. A plan holds the cache's generation, which every clear bumps.
 - The zone clears the cache whenever an answer set changes (serial bump, pool version), and the
   serial is part of every key as well. The cache is bounded: entries over `MAX_BYTES` are not
   kept, and past `MAX_ENTRIES` the oldest goes first.
@@ -116,14 +120,64 @@ class Cached:
     truncated: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Hit:
+    tail: bytes  # the response after its id, for one query's exact bytes
+    rcode: str
+    truncated: bool
+
+
+class Plan:
+    """What a query's exact bytes after its id (`PacketCache.plans`' key) need on the next hit:
+    the zone's side effects to repeat (apex: refresh the serial; a record: draw), and the finished
+    responses by draw, so a repeated query is answered without parsing it again."""
+
+    __slots__ = ("answers", "apex", "generation", "qtype", "spec")
+
+    def __init__(self, generation: int, apex: bool, spec: object, qtype: int) -> None:
+        self.generation = generation  # the cache's when planned: any change since voids the plan
+        self.apex = apex
+        self.spec = spec  # zone.RecordSpec when the question draws addresses, else None
+        self.qtype = qtype
+        self.answers: dict[tuple[int, ...] | None, Hit] = {}  # by the draw's indices (None: no draw)
+
+
 class PacketCache:
-    __slots__ = ("_entries",)
+    """Rendered responses by key (`_entries`, the key spelled out in handler.py), and in front of
+    them the plans of the exact queries seen (`udp`, `tcp`): one dict lookup on the query's bytes
+    after its id instead of checking and keying it again. `clear` voids both."""
+
+    __slots__ = ("_entries", "_planned", "generation", "tcp", "udp")
 
     def __init__(self) -> None:
         self._entries: dict[object, Cached] = {}
+        self.udp: dict[bytes, Plan] = {}
+        self.tcp: dict[bytes, Plan] = {}
+        self._planned = 0  # responses held by the plans
+        self.generation = 0
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def plan(self, plans: dict[bytes, Plan], query: bytes, fresh: Plan) -> Plan:
+        """The plan for `query` (bytes after the id) in `plans`, `fresh` if it has none yet."""
+        plan = plans.get(query)
+        if plan is not None and plan.generation == self.generation:
+            return plan
+        if len(plans) >= MAX_ENTRIES:
+            del plans[next(iter(plans))]
+        plans[query] = fresh
+        return fresh
+
+    def remember(self, plan: Plan, drawn: tuple[int, ...] | None, hit: Hit) -> None:
+        if len(hit.tail) + 2 > MAX_BYTES or plan.generation != self.generation:
+            return
+        if self._planned >= MAX_ENTRIES:  # as many responses as the cache holds: start over
+            self.udp.clear()
+            self.tcp.clear()
+            self._planned = 0
+        plan.answers[drawn] = hit
+        self._planned += 1
 
     def get(self, key: object) -> Cached | None:
         return self._entries.get(key)
@@ -138,6 +192,10 @@ class PacketCache:
 
     def clear(self) -> None:
         self._entries.clear()
+        self.udp.clear()
+        self.tcp.clear()
+        self._planned = 0
+        self.generation += 1
 
 
 def reply_for(cached: Cached, wire: bytes, name_end: int) -> bytes:

@@ -34,7 +34,7 @@ from tidegate.config.model import DnsConfig
 from tidegate.dns.candidates import Candidates, Entry, candidates_of
 from tidegate.dns.figures import Figures
 from tidegate.dns.packet_cache import PacketCache
-from tidegate.dns.selection import weighted_sample
+from tidegate.dns.selection import weighted_pick, weighted_sample
 
 IN = dns.rdataclass.IN
 A, AAAA, ANY = dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.ANY
@@ -173,21 +173,37 @@ class Zone:
         cands = self.candidates(spec.pool)
         if cands is None:
             return None
-        fig = self.figures.record(spec.key)
+        entries = cands.family(qtype)
+        return tuple([entries[i] for i in self.draw(spec, cands, qtype)])
+
+    def draw(self, spec: RecordSpec, cands: Candidates, qtype: int) -> tuple[int, ...]:
+        """Draw the addresses for one A/AAAA/ANY question out of `cands`, the pool's candidates as
+        `candidates` just gave them, and count it: indices into `cands.family(qtype)`."""
+        figs = self.figures
+        fig = figs.record(spec.key)
         fig.queries += 1
-        fig.rate.add()
+        now = figs.clock()
+        fig.rate.add_at(now)
         entries = cands.family(qtype)
         if not entries:
             return ()
         if cands.fail_open:
             fig.fail_open += 1
-        picked = weighted_sample([e.weight for e in entries], spec.answers, lambda t: self._random() * t)
-        now = self.figures.clock()
-        for idx in picked:
-            ip = entries[idx].ip
-            fig.answers[ip] += 1
-            fig.last_answered[ip] = now
-        return tuple(entries[idx] for idx in picked)
+        picked: tuple[int, ...]
+        if spec.answers == 1:
+            i = weighted_pick(cands.sums(qtype), self._scaled)
+            picked = () if i < 0 else (i,)
+        else:
+            picked = tuple(weighted_sample([e.weight for e in entries], spec.answers, self._scaled))
+        answers, last = fig.answers, fig.last_answered
+        for i in picked:
+            ip = entries[i].ip
+            answers[ip] += 1
+            last[ip] = now
+        return picked
+
+    def _scaled(self, total: float) -> float:
+        return self._random() * total
 
     def _addresses(
         self, spec: RecordSpec, qname: dns.name.Name, qtype: int, picked: tuple[Entry, ...] | None
