@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tidegate.bench import dns_cpu, gateway_cpu
+from tidegate.bench import dns_cpu, gateway_cpu, tcp_cpu
 from tidegate.bench.kit import cpu_seconds, median_spread, parse_wrk, peak_rss, reset_peak_rss
 
 WRK_OUT = """Running 1s test @ http://127.0.0.1:18099/e
@@ -71,3 +71,10 @@ def test_dns_cpu_harness_answers_every_query() -> None:
     for wire in dns_cpu.queries(n=10):
         proto.datagram_received(wire, dns_cpu.CLIENT)
         assert transport.last[:2] == wire[:2] and transport.last[2] & 0x80  # its id, a response
+
+
+def test_tcp_cpu_harness_relays_every_connection_and_message(capsys: pytest.CaptureFixture[str]) -> None:
+    # The harness raises unless every connection completed through the real TcpService.
+    assert tcp_cpu.main(["--connections", "300", "--messages", "1000", "--concurrency", "4", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "per connection" in out and "per message" in out

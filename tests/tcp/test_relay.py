@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
 
 import pytest
@@ -403,3 +404,89 @@ async def test_hashing_schedulers_give_each_client_address_its_instance(
             w.close()
     assert all(len(names) == 1 for names in seen.values()), seen  # affinity: one instance each
     assert len(set().union(*seen.values())) >= 2  # and the addresses spread over the pool
+
+
+async def test_slow_client_pauses_the_instance_and_gets_every_byte(proxy) -> None:
+    """Flow control the other way, over a large transfer: a client that reads nothing makes the
+    proxy stop reading the instance (it holds about its high-water mark), and when the client
+    reads, every byte arrives, in order."""
+    total = 48 << 20
+    block = bytes(range(256)) * 4096  # 1 MiB, a pattern that shows a lost or repeated chunk
+    sent = hashlib.sha256()
+    for _ in range(total // len(block)):
+        sent.update(block)
+
+    async def bulk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(total // len(block)):
+            writer.write(block)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(bulk, "127.0.0.1", 0)
+    async with server:
+        svc = await proxy([f"127.0.0.1:{server.sockets[0].getsockname()[1]}"])
+        inst = svc.pool.eligible()[0]
+        host, _, port = svc.address.rpartition(":")
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 16)
+        try:
+            await until_async(lambda: len(svc.connections) == 1)
+            (conn,) = svc.connections
+            await until_async(lambda: inst.counters.bytes_out > 0 and not conn.upstream.is_reading())
+            assert 0 < conn.client.get_write_buffer_size() <= svc.high_water + (1 << 20)
+            assert inst.counters.bytes_out < total // 4  # the rest waits in the instance and the kernel
+            got = hashlib.sha256()
+            n = 0
+            while data := await asyncio.wait_for(reader.read(1 << 20), 10):
+                got.update(data)
+                n += len(data)
+            assert n == total and got.digest() == sent.digest()
+        finally:
+            writer.close()
+
+
+async def test_a_large_request_during_the_connect_is_held_paused_then_relayed(
+    proxy, client, addresses
+) -> None:
+    """What the client sends while no instance is adopted yet is held; past the high-water mark
+    the proxy stops reading it, and once an instance is adopted all of it goes, in order."""
+    received: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def take_all(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.set_result(await reader.read())
+        writer.close()
+
+    server = await asyncio.start_server(take_all, "127.0.0.1", 0)
+    async with server:
+        hung = addresses.blackhole()
+        svc = await proxy([hung, f"127.0.0.1:{server.sockets[0].getsockname()[1]}"], connect_timeout="500ms")
+        c = await client(svc.address)
+        payload = b"".join(b"%08d" % i for i in range(1 << 18))  # 2 MiB, each offset written out
+        c.writer.write(payload)
+        c.writer.write_eof()
+        await until_async(lambda: len(svc.connections) == 1)
+        (conn,) = svc.connections
+        await until_async(lambda: conn.client_paused or conn.counters is not None)
+        if conn.counters is None:  # still connecting: held, at most a chunk past the mark
+            assert svc.high_water < conn.pending_bytes <= svc.high_water + (1 << 20)
+        assert await asyncio.wait_for(received, 10) == payload
+
+
+async def test_the_idle_timeout_does_not_cut_a_connect_under_way(
+    proxy, named_echo, client, addresses
+) -> None:
+    """The idle timeout counts from adoption: a connect that waits out a hung instance for longer
+    than the idle timeout still ends on the live one."""
+    hung = addresses.blackhole()
+    live = await named_echo("live")
+    svc = await proxy([hung, live.address], connect_timeout="600ms", idle_timeout="200ms")
+    for _ in range(2):  # one of the two starts on the hung instance
+        c = await client(svc.address)
+        assert await c.line() == "live"
+        c.close()
+        await svc.wait_idle(5)
+    assert inst_named(svc, hung).counters.failures >= 1
+    assert svc.figures.idle_closed == 0

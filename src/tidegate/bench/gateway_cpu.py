@@ -110,6 +110,8 @@ async def measure(requests: int, connections: int) -> float:
     svc = HttpService(cfg.http[0], runtime)
     await svc.start()
     svc.server.close()  # type: ignore[union-attr]
+    if svc.listener is not None:  # the service serves a dup of it; left open it leaks (ResourceWarning)
+        svc.listener.close()
     svc._sweeper.cancel()  # type: ignore[union-attr]  # idle upstreams would be closed after 4 s
     # Idle keep-alive connections to both instances, answering like nginx.
     for inst in pool:

@@ -16,6 +16,14 @@ from collections.abc import Collection
 from tidegate.balancing.instance import Instance
 from tidegate.balancing.pool import Pool
 
+# The schedulers that use the key (as http/routing.py's HASHING_SCHEDULERS); for the others the
+# client's address is not looked at.
+HASHING_SCHEDULERS = frozenset({"consistent-hash", "maglev", "mh", "source-hash", "sh"})
+
+
+def uses_key(pool: Pool) -> bool:
+    return pool.scheduler_name in HASHING_SCHEDULERS
+
 
 def client_key(peername: object) -> bytes | None:
     """The packed client IP (4 or 16 bytes; IPv4-mapped IPv6 unmapped), None when there is none.

@@ -3,7 +3,9 @@
 `Instance.counters` already hold what every data plane counts (active, completed, bytes in and
 out, failures, retries). What only a connection proxy has lives here, per listener: how many
 connections it opened to each instance and at what rate, how many a drain cut short, and the
-listener-wide totals. Pure: the caller passes the clock. The rate is observe's SlidingRate.
+listener-wide totals. Pure: the caller passes the clock. The rate is observe's SlidingRate over
+samples of `opened`: a connection only bumps the int, the listener's sweeper samples it each tick
+(service.py), and so does every reading.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ class InstanceFigures:
     drain_cut: int = 0  # connections closed because the drain grace expired
     opening: SlidingRate = field(default_factory=SlidingRate)  # samples of `opened`
 
-    def opened_one(self, now: float) -> None:
-        self.opened += 1
+    def sample(self, now: float) -> None:
         self.opening.add(now, self.opened)
 
     def connections_per_second(self, now: float) -> float:

@@ -2,25 +2,30 @@
 
 Theory of operation
 - Accept: nothing the client sends is forwarded until an instance is connected, so a failed
-  connect can be retried elsewhere knowing nothing was sent (`attempts.py` decides where). The
-  client side is paused at once; uvloop starts reading after `connection_made` whatever the
-  protocol asked, so a first chunk read early is held (reading paused again) and written first
-  on adoption. The instance side is held the same way until the connect is adopted: a connect
-  that loses the race with its timeout must not have relayed anything.
-- Relay: plain `asyncio.Protocol` callbacks, one write per chunk read. Flow control is the
-  uvicorn kind: when one side's write buffer passes its high-water mark the transport calls
-  `pause_writing` on that side's protocol, which pauses reading on the *other* side; when it
-  drains below the low-water mark, reading resumes. Memory per connection is bounded by the
-  two write buffers whatever the volumes.
+  connect can be retried elsewhere knowing nothing was sent (`attempts.py` decides where). What
+  the client sends meanwhile is held (`pending`), and so is what an instance sends before its
+  connect is adopted (`Upstream.early`: a connect that loses the race with its timeout must not
+  have relayed anything). Reading is not paused for that, which would cost two epoll changes per
+  connection for the usual small first request: only a side that sends more than the high-water
+  mark before adoption is paused, and resumed on adoption.
+- Relay: plain protocol callbacks, one write per chunk read, nothing allocated per chunk but the
+  bytes. Flow control is the uvicorn kind: when one side's write buffer passes its high-water
+  mark the transport calls `pause_writing` on that side's protocol, which pauses reading on the
+  *other* side; when it drains below the low-water mark, reading resumes. Memory per connection
+  is bounded by the two write buffers whatever the volumes.
 - Half-close: an EOF (FIN) from one side becomes `write_eof` towards the other, and the other
   direction keeps flowing (`eof_received` returns True to keep the transport). When both sides
   have sent EOF, both are closed. A side lost with an error (reset) aborts the other: a reset
   is passed on as a reset, not dressed up as a clean end.
-- Idle: one timer per connection, re-armed lazily: data only stamps `last`; when the timer fires
-  it either re-arms for the remainder or closes the connection.
+- Time: a connection arms no timer. The service's sweeper (service.py) calls `check(now)` every
+  tick: a connect attempt past its deadline is cancelled (and retried elsewhere), a connection
+  that moved no byte for the idle timeout is closed. Data only sets `moved`; the sweeper turns
+  that into a time stamp, so the relay reads no clock per chunk.
 
-The shell does bookkeeping through its `Listener` (service.py): which connections run on which
-instance (so a drained instance's connections can be cut after the grace), and the figures.
+Both protocols are plain classes, not `asyncio.Protocol` subclasses, so that mypyc compiles them
+to native classes (pyproject.toml `native-modules`); the event loop only calls their methods.
+The shell does bookkeeping through its `Listener` (service.py): which connections run, the
+figures, the drain cut.
 """
 
 from __future__ import annotations
@@ -29,21 +34,22 @@ import asyncio
 from typing import TYPE_CHECKING, cast
 
 from tidegate.balancing.instance import Instance
-from tidegate.tcp.attempts import client_key, next_instance
+from tidegate.observe.counters import Counters
+from tidegate.tcp.attempts import client_key, next_instance, uses_key
 
 if TYPE_CHECKING:
     from tidegate.tcp.service import TcpService as Listener
 
 
-def _shut(transport: asyncio.BaseTransport, pending: int) -> None:
+def _shut(transport: asyncio.Transport, pending: int) -> None:
     # close() waits for the write buffer to drain; with a peer that reads nothing it never would.
     if pending:
-        transport.abort()  # type: ignore[attr-defined]
+        transport.abort()
     else:
         transport.close()
 
 
-class Upstream(asyncio.Protocol):
+class Upstream:
     """The instance side of one connection; relays what it reads to the client."""
 
     __slots__ = (
@@ -51,43 +57,52 @@ class Upstream(asyncio.Protocol):
         "conn",
         "counters",
         "early",
+        "early_bytes",
         "early_eof",
         "inst",
         "lost",
         "lost_exc",
+        "paused",
         "transport",
     )
 
     def __init__(self, conn: Connection, inst: Instance) -> None:
         self.conn = conn
         self.inst = inst
-        self.counters = inst.counters
+        self.counters: Counters = inst.counters
         self.transport: asyncio.Transport | None = None
         self.attached = False
         self.lost = False
         self.lost_exc: Exception | None = None
         self.early: list[bytes] = []  # read before adoption (server-speaks-first protocols)
+        self.early_bytes = 0
         self.early_eof = False
+        self.paused = False  # reading paused before adoption (too much early data)
+
+    def factory(self) -> asyncio.Protocol:
+        return cast(asyncio.Protocol, self)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike.
-        transport = cast(asyncio.Transport, transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(self.conn.listener.high_water)
-        transport.pause_reading()
-        header = self.conn.listener.proxy_header(self.conn.client, transport)
+        tr = cast(asyncio.Transport, transport)
+        self.transport = tr
+        conn = self.conn
+        tr.set_write_buffer_limits(conn.high_water)
+        header = conn.listener.proxy_header(conn.client)
         if header:
-            transport.write(header)
+            tr.write(header)
 
     def data_received(self, data: bytes) -> None:
+        conn = self.conn
         if not self.attached:
             self.early.append(data)
-            if self.transport is not None:
+            self.early_bytes += len(data)
+            if self.early_bytes > conn.high_water and not self.paused and self.transport is not None:
+                self.paused = True
                 self.transport.pause_reading()
             return
-        conn = self.conn
         self.counters.bytes_out += len(data)
-        conn.last = conn.listener.now()
+        conn.moved = True
         if conn.client_writable:
             conn.client.write(data)
 
@@ -115,22 +130,29 @@ class Upstream(asyncio.Protocol):
             self.conn.upstream_lost(exc)
 
 
-class Connection(asyncio.Protocol):
+class Connection:
     """The client side of one connection, and the owner of its state."""
 
     __slots__ = (
         "client",
         "client_eof",
         "client_open",
+        "client_paused",
         "client_writable",
         "closing",
         "connecting",
+        "counters",
+        "deadline",
         "done",
-        "idle_handle",
+        "high_water",
+        "idled",
         "inst",
         "last",
         "listener",
+        "moved",
         "pending",
+        "pending_bytes",
+        "timed_out",
         "up",
         "upstream",
         "upstream_eof_seen",
@@ -140,37 +162,44 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, listener: Listener) -> None:
         self.listener = listener
+        self.high_water: int = listener.high_water
         self.client: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.upstream: asyncio.Transport = None  # type: ignore[assignment]  # set on attach
         self.up: Upstream | None = None
         self.inst: Instance | None = None
+        self.counters: Counters | None = None  # the adopted instance's
         self.client_open = False
         self.client_writable = False
         self.client_eof = False
+        self.client_paused = False  # reading paused before adoption (too much pending data)
         self.upstream_open = False
         self.upstream_writable = False
         self.upstream_eof_seen = False
         self.connecting: asyncio.Task[None] | None = None
-        self.idle_handle: asyncio.TimerHandle | None = None
-        self.last = 0.0
+        self.deadline = 0.0  # when the connect attempt under way times out; 0 when none is
+        self.timed_out = False  # the sweeper cancelled the attempt (not the client leaving)
+        self.last = 0.0  # when the sweeper last saw bytes move
+        self.moved = False  # bytes moved since the sweeper last looked
         self.done = False
+        self.idled = False  # closed by the idle timeout already
         self.closing = False  # both FINs seen: each side closes once its buffer is flushed
         self.pending: list[bytes] = []  # read from the client before an instance was adopted
+        self.pending_bytes = 0
 
     # --- setup --------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport = cast(asyncio.Transport, transport)
-        self.client = transport
+        tr = cast(asyncio.Transport, transport)
+        self.client = tr
         self.client_open = self.client_writable = True
-        transport.pause_reading()
-        transport.set_write_buffer_limits(self.listener.high_water)
-        self.listener.accepted(self)
-        self.connecting = self.listener.loop.create_task(self._connect())
+        tr.set_write_buffer_limits(self.high_water)
+        lst = self.listener
+        lst.accepted(self)
+        self.connecting = lst.loop.create_task(self._connect())
 
     async def _connect(self) -> None:
         lst = self.listener
         pool = lst.pool
-        key = client_key(self.client.get_extra_info("peername"))
+        key = client_key(self.client.get_extra_info("peername")) if uses_key(pool) else None
         tried: list[Instance] = []
         while (inst := next_instance(pool, key, tried, lst.connect_tries)) is not None:
             tried.append(inst)
@@ -179,78 +208,103 @@ class Connection(asyncio.Protocol):
             if len(tried) > 1:
                 counters.retries += 1
             up = Upstream(self, inst)
+            self.deadline = lst.now() + lst.connect_timeout
             try:
-                async with asyncio.timeout(lst.connect_timeout):
-                    await lst.loop.create_connection(lambda up=up: up, inst.host, inst.port)  # type: ignore[misc]
-            except (OSError, TimeoutError):
-                # A connect that completed just as the timeout fired leaves a transport behind.
-                if up.transport is not None:
-                    up.transport.abort()
-                counters.active -= 1
-                counters.failures += 1
-                pool.report(inst, False)
+                await lst.loop.create_connection(up.factory, inst.host, inst.port)
+            except OSError:
+                self._attempt_failed(up)
                 continue
-            except BaseException:  # cancelled: the client left while we were connecting
-                if up.transport is not None:
-                    up.transport.abort()
-                counters.active -= 1
+            except asyncio.CancelledError:
+                if not self.timed_out or not self.client_open:  # the client left, or a cut
+                    self._attempt_abandoned(up)
+                    raise
+                self.timed_out = False
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                self._attempt_failed(up)
+                continue
+            except BaseException:
+                self._attempt_abandoned(up)
                 raise
+            self.deadline = 0.0
             pool.report(inst, True)
             self._attach(up)
             return
+        self.deadline = 0.0
         self.connecting = None
         lst.unplaced(self, tried)
         self.client_writable = False
         self.client.abort()
+
+    def _attempt_failed(self, up: Upstream) -> None:
+        # A connect that completed just as the timeout fired leaves a transport behind.
+        if up.transport is not None:
+            up.transport.abort()
+        counters = up.counters
+        counters.active -= 1
+        counters.failures += 1
+        self.listener.pool.report(up.inst, False)
+
+    def _attempt_abandoned(self, up: Upstream) -> None:
+        self.deadline = 0.0
+        if up.transport is not None:
+            up.transport.abort()
+        up.counters.active -= 1
 
     def _attach(self, up: Upstream) -> None:
         self.connecting = None
         assert up.transport is not None
         self.up = up
         self.inst = up.inst
+        self.counters = up.counters
         self.upstream = up.transport
         self.upstream_open = self.upstream_writable = not up.lost
         up.attached = True
-        self.listener.attached(self, up.inst)
+        lst = self.listener
+        lst.attached(self, up.inst)
         if not self.client_open:
             self._close_both()
             self._maybe_finish()
             return
-        self.last = self.listener.now()
-        idle = self.listener.idle_timeout
-        if idle > 0:
-            self.idle_handle = self.listener.loop.call_at(self.last + idle, self._idle_check)
+        self.last = lst.now()
         # What either side sent while the connect was under way goes first, in order.
-        pending, self.pending = self.pending, []
-        for data in pending:
-            up.counters.bytes_in += len(data)
-            if self.upstream_writable:
-                self.upstream.write(data)
+        if self.pending:
+            pending, self.pending = self.pending, []
+            for data in pending:
+                up.counters.bytes_in += len(data)
+                if self.upstream_writable:
+                    self.upstream.write(data)
         if self.client_eof:
             self.client_eof = False  # let eof_received pass the half-close on now
             self.eof_received()
-        early, up.early = up.early, []
-        for data in early:
-            up.data_received(data)
+        if up.early:
+            early, up.early = up.early, []
+            for data in early:
+                up.data_received(data)
         if up.lost:  # the instance closed (or reset) before the connection was adopted
             self.upstream_lost(up.lost_exc)
             return
         if up.early_eof:
             self.upstream_eof()
-        if not self.upstream_eof_seen and self.upstream_open:
+        if up.paused and not self.upstream_eof_seen and self.upstream_open:
             self.upstream.resume_reading()
-        if not self.client_eof and self.client_open:
+        if self.client_paused and not self.client_eof and self.client_open:
             self.client.resume_reading()
+        up.paused = self.client_paused = False
 
     # --- client → instance --------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
-        up = self.up
-        if up is None:
+        counters = self.counters
+        if counters is None:
             self.pending.append(data)
-            self.client.pause_reading()
+            self.pending_bytes += len(data)
+            if self.pending_bytes > self.high_water and not self.client_paused:
+                self.client_paused = True
+                self.client.pause_reading()
             return
-        up.counters.bytes_in += len(data)
-        self.last = self.listener.now()
+        counters.bytes_in += len(data)
+        self.moved = True
         if self.upstream_writable:
             self.upstream.write(data)
 
@@ -313,7 +367,7 @@ class Connection(asyncio.Protocol):
     def _close_both(self) -> None:
         # Both sides sent FIN, but either may still be reading what we buffered for it: close()
         # flushes the buffer first (abort would drop its tail). A peer that stops reading is
-        # cut by the idle timer.
+        # cut by the idle timeout.
         self.client_writable = self.upstream_writable = False
         self.closing = True
         if self.client_open:
@@ -331,16 +385,23 @@ class Connection(asyncio.Protocol):
         if self.upstream_open:
             self.upstream.abort()
 
-    def _idle_check(self) -> None:
-        self.idle_handle = None
-        if self.done:
+    def check(self, now: float, idle_timeout: float) -> None:
+        """The sweeper's look (service.py): the connect deadline, then the idle timeout."""
+        if self.done or self.idled:
             return
-        lst = self.listener
-        due = self.last + lst.idle_timeout
-        if due > lst.now():
-            self.idle_handle = lst.loop.call_at(due, self._idle_check)
+        if self.connecting is not None:
+            if self.deadline and now >= self.deadline and not self.timed_out:
+                self.timed_out = True
+                self.connecting.cancel()
             return
-        lst.idle_closed(self)
+        if self.moved:
+            self.moved = False
+            self.last = now
+            return
+        if idle_timeout <= 0 or now - self.last < idle_timeout or self.up is None:
+            return
+        self.idled = True
+        self.listener.idle_closed(self)
         # Nothing moved for the whole timeout. A side still holding bytes for a peer that reads
         # nothing would never finish a close() (that includes a connection already closing
         # after both FINs): abort it; the others get a FIN.
@@ -354,11 +415,9 @@ class Connection(asyncio.Protocol):
         if self.done or self.client_open or self.upstream_open or self.connecting is not None:
             return
         self.done = True
-        if self.idle_handle is not None:
-            self.idle_handle.cancel()
-            self.idle_handle = None
         inst = self.inst
         if inst is not None:
-            inst.counters.active -= 1
-            inst.counters.completed += 1
+            counters = inst.counters
+            counters.active -= 1
+            counters.completed += 1
         self.listener.finished(self, inst)

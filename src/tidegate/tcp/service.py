@@ -9,6 +9,12 @@ it); the ones it has keep running until they end, or until `drain_grace` after i
 draining, when they are aborted and counted (`drain_cut`). Going back to up/slow-start before
 that cancels the cut. Like nginx `stream` and HAProxy `mode tcp`, a TCP proxy cannot ask a
 client to leave politely, so the grace is the operator's bound on how long an upgrade waits.
+
+Time: one sweeper per listener, not a timer per connection. Every `tick` (a quarter of the
+shortest of the connect and idle timeouts, between 50 ms and 1 s) it lets each connection check
+its connect deadline and idle time (relay.py `Connection.check`) and samples each instance's
+`opened` count for its connection rate. A timeout therefore ends a connection up to two ticks
+after it is due, never before.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Mapping
+from typing import cast
 
 from tidegate.balancing.instance import Instance
 from tidegate.balancing.pool import Pool, StateChange
@@ -65,12 +72,13 @@ class TcpService:
         self.high_water = HIGH_WATER
         self.figures = ListenerFigures()
         self.connections: set[Connection] = set()
-        self.by_instance: dict[Instance, set[Connection]] = {}
         self._drain_timers: dict[Instance, asyncio.TimerHandle] = {}
         self._subscribed: set[int] = set()
         self._idle = asyncio.Event()
         self._idle.set()
         self._server: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self.tick = 1.0
         self.address = ""
         self._apply(cfg, runtime.pools)
         self._collector = runtime.figures("tcp", TcpCollector)
@@ -84,6 +92,8 @@ class TcpService:
         self.idle_timeout = cfg.idle_timeout
         self.drain_grace = cfg.drain_grace
         self.proxy_version = cfg.proxy_protocol
+        timeouts = [t for t in (cfg.connect_timeout, cfg.idle_timeout) if t > 0]
+        self.tick = min(1.0, max(0.05, min(timeouts, default=4.0) / 4))
         if id(self.pool) not in self._subscribed:
             self._subscribed.add(id(self.pool))
             self.pool.subscribe(self._on_state_change)
@@ -92,19 +102,23 @@ class TcpService:
     async def start(self) -> None:
         sockets, self.sockets = self.sockets, None
         self._server = await self._listen(self.cfg, sockets)
+        self._sweeper = self.loop.create_task(self._sweep())
 
     async def _listen(
         self, cfg: TcpConfig, sockets: list[socket.socket] | None = None
     ) -> asyncio.AbstractServer:
         (sock,) = sockets or bind_sockets(cfg)
         try:
-            server = await self.loop.create_server(lambda: Connection(self), sock=sock)
+            server = await self.loop.create_server(self._accept, sock=sock)
         except BaseException:
             sock.close()
             raise
         self.address = shown(sock)
         announce.info(f"{self.name} listening on {self.address}")
         return server
+
+    def _accept(self) -> asyncio.Protocol:
+        return cast(asyncio.Protocol, Connection(self))
 
     async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:
         if self.index >= len(config.tcp):
@@ -125,6 +139,14 @@ class TcpService:
 
     async def stop(self, grace: float) -> None:
         await self.stop_listening()
+        try:
+            await self._stop(grace)
+        finally:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+                self._sweeper = None
+
+    async def _stop(self, grace: float) -> None:
         if self in self._collector.services:
             self._collector.services.remove(self)  # a listener gone by reload leaves /metrics
         for timer in self._drain_timers.values():
@@ -183,8 +205,19 @@ class TcpService:
             },
         }
 
+    async def _sweep(self) -> None:
+        loop = self.loop
+        while True:
+            await asyncio.sleep(self.tick)
+            now = loop.time()
+            idle = self.idle_timeout
+            for conn in list(self.connections):
+                conn.check(now, idle)
+            for figs in self.figures.instances.values():
+                figs.sample(now)
+
     # --- called by connections (relay.py) -----------------------------------------------------
-    def proxy_header(self, client: asyncio.Transport, upstream: asyncio.Transport) -> bytes:
+    def proxy_header(self, client: asyncio.Transport) -> bytes:
         if self.proxy_version == "off":
             return b""
         return proxy_header.encode(
@@ -193,15 +226,12 @@ class TcpService:
 
     def accepted(self, conn: Connection) -> None:
         self.figures.accepted += 1
+        if not self.connections:
+            self._idle.clear()
         self.connections.add(conn)
-        self._idle.clear()
 
     def attached(self, conn: Connection, inst: Instance) -> None:
-        self.figures.of(inst.address).opened_one(self.now())
-        conns = self.by_instance.get(inst)
-        if conns is None:
-            conns = self.by_instance[inst] = set()
-        conns.add(conn)
+        self.figures.of(inst.address).opened += 1  # the sweeper samples it for the rate
 
     def unplaced(self, conn: Connection, tried: list[Instance]) -> None:
         self.figures.unplaced += 1
@@ -218,12 +248,6 @@ class TcpService:
 
     def finished(self, conn: Connection, inst: Instance | None) -> None:
         self.connections.discard(conn)
-        if inst is not None:
-            conns = self.by_instance.get(inst)
-            if conns is not None:
-                conns.discard(conn)
-                if not conns:
-                    del self.by_instance[inst]
         if not self.connections:
             self._idle.set()
 
@@ -244,7 +268,8 @@ class TcpService:
 
     def _cut(self, inst: Instance) -> None:
         self._drain_timers.pop(inst, None)
-        conns = list(self.by_instance.get(inst, ()))
+        # A scan, not an index kept up per connection: cuts are rare, connections are not.
+        conns = [c for c in self.connections if c.inst is inst and not c.done]
         if not conns:
             return
         log.info("%s: drain grace of %s expired, closing %d connections", self.name, inst.address, len(conns))

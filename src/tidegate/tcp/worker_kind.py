@@ -68,7 +68,7 @@ class TcpTotals:
             opened = int(f.get("opened", 0))
             if opened:
                 fig.opened += opened
-                fig.opening.add(now, fig.opened)
+                fig.sample(now)
 
     def reload(self, config: Config, pools: Mapping[str, Any]) -> None:
         pass  # reads the service's cfg when asked
