@@ -17,6 +17,10 @@ class ZoneSource(Protocol):
 
     zone: Zone
 
+    def cache_entries(self) -> int:
+        """Rendered responses kept: the zone's, or with workers the sum of theirs."""
+        ...
+
 
 class DnsCollector(Collector):
     """The [dns] service's figures; the newest attached service is the one serving (a reload that
@@ -28,7 +32,8 @@ class DnsCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         if not self.services:
             return
-        zone = self.services[-1].zone
+        source = self.services[-1]
+        zone = source.zone
         figs = zone.figures
         queries = CounterMetricFamily(
             "tidegate_dns_queries", "A/AAAA/ANY queries per record", labels=["record"]
@@ -68,6 +73,6 @@ class DnsCollector(Collector):
         cache.add_metric(["miss"], figs.cache_misses)
         yield cache
         yield GaugeMetricFamily(
-            "tidegate_dns_packet_cache_entries", "rendered responses kept", value=len(zone.packets)
+            "tidegate_dns_packet_cache_entries", "rendered responses kept", value=source.cache_entries()
         )
         yield GaugeMetricFamily("tidegate_dns_soa_serial", "the zone's SOA serial", value=zone.serial)

@@ -33,6 +33,15 @@ announce = logging.getLogger("tidegate")
 
 TCP_IDLE_TIMEOUT = 10.0
 _BIND_TRIES = 20
+# The UDP receive buffer: the default (208 KiB here) holds ~190 queries, and a burst of more (a
+# client's 200 outstanding at its start) was dropped by the kernel. The kernel caps it at
+# net.core.rmem_max.
+UDP_RCVBUF = 1 << 20
+
+
+def size_udp_buffer(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -125,6 +134,7 @@ def bind_sockets(cfg: DnsConfig) -> list[socket.socket]:
         try:
             udp.bind(sockaddr)
             udp.setblocking(False)
+            size_udp_buffer(udp)
             bound = udp.getsockname()
             tcp = stream_listener(
                 f"[{bound[0]}]:{bound[1]}" if family == socket.AF_INET6 else f"{bound[0]}:{bound[1]}", 128
@@ -197,6 +207,14 @@ class DnsService:
 
     def describe_pool(self, pool: str) -> dict[str, object] | None:
         return describe_pool(self.zone, pool)
+
+    def cache_entries(self) -> int:
+        return len(self.zone.packets)
+
+    def apply_shared(self, shared: Mapping[str, Any]) -> None:
+        """In a worker: what the main process says every worker agrees on (worker_kind.py)."""
+        if "serial" in shared:
+            self.zone.follow(int(shared["serial"]))
 
 
 def next_zone(old: Zone, old_cfg: DnsConfig, cfg: DnsConfig, pools: Mapping[str, Pool]) -> Zone:

@@ -3,7 +3,10 @@ SO_REUSEPORT UDP and TCP sockets, and the main process's sums of the workers' fi
 
 The main process keeps a zone of its own that serves no packet: it follows the same pools, so
 GET /api/pools (which addresses are in the answers, the serial) and /metrics read from it, with
-the counts the workers report added into its figures.
+the counts the workers report added into its figures. Its serial is the one: every message that
+starts a worker or brings it pools or a reload carries it (`DnsTotals.shared`), and the workers'
+zones follow it rather than count changes themselves (each would count what it noticed, from its
+own start).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from tidegate.config.model import Config, DnsConfig, split_address
 from tidegate.dns.describe import describe_pool
 from tidegate.dns.figures import Figures
 from tidegate.dns.metrics import DnsCollector
-from tidegate.dns.service import DnsService, next_zone
+from tidegate.dns.service import DnsService, next_zone, size_udp_buffer
 from tidegate.dns.zone import Zone
 from tidegate.service import Host, Service
 from tidegate.workers.parent import listening_sockets
@@ -28,9 +31,11 @@ _COUNTS = ("udp", "tcp", "truncated", "formerr", "dropped", "internal_errors", "
 _BIND_TRIES = 20
 
 
-def report(figs: Figures, now: float) -> dict[str, Any]:
-    """A worker's DNS figures: cumulative counts, and how long ago each address was handed out."""
+def report(figs: Figures, now: float, cache_entries: int = 0) -> dict[str, Any]:
+    """A worker's DNS figures: cumulative counts, how long ago each address was handed out, and
+    the size of its packet cache."""
     return {
+        "cache_entries": cache_entries,
         "counts": {
             **{name: getattr(figs, name) for name in _COUNTS},
             "responses": dict(figs.responses),
@@ -79,6 +84,7 @@ class DnsTotals:
         self.figures = Figures()
         self.zone = Zone(self.cfg, host.pools, self.figures)
         self._last: dict[int, Mapping[str, Any]] = {}
+        self._entries: dict[int, int] = {}  # each worker's packet cache size, last reported
         self._collector = host.figures("dns", DnsCollector)
         self._collector.services.append(self)
 
@@ -86,12 +92,23 @@ class DnsTotals:
         counts = report.get("counts")
         if not counts:
             return
+        self._entries[worker] = int(report.get("cache_entries", 0))
         inc = increases(counts, self._last.get(worker))
         self._last[worker] = counts
         add_report(self.figures, inc, report.get("ago", {}), self.figures.clock())
 
     def forget(self, worker: int) -> None:
-        pass  # counts stay counted; a restarted worker's start afresh (workers.sums)
+        # Counts stay counted; a restarted worker's start afresh (workers.sums). Its cache is gone.
+        self._entries.pop(worker, None)
+
+    def cache_entries(self) -> int:
+        return sum(self._entries.values())
+
+    def shared(self) -> dict[str, Any]:
+        """What every worker's zone takes from this one (DnsService.apply_shared): the serial,
+        brought up to date with the pools first."""
+        self.zone.refresh()
+        return {"serial": self.zone.serial}
 
     def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:
         cfg = self.service.cfg
@@ -124,6 +141,8 @@ class DnsKind:
         _, port = split_address(section.listen)
         for attempt in range(_BIND_TRIES):
             udp = listening_sockets(section.listen, n, socket.SOCK_DGRAM)
+            for s in udp:
+                size_udp_buffer(s)
             bound = udp[0].getsockname()
             address = f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}"
             try:
@@ -148,7 +167,7 @@ class DnsKind:
 
     def report(self, service: Any) -> dict[str, Any]:
         svc: DnsService = service
-        return report(svc.zone.figures, svc.zone.figures.clock())
+        return report(svc.zone.figures, svc.zone.figures.clock(), svc.cache_entries())
 
     def totals(self, host: Host, name: str, service: Service) -> DnsTotals:
         return DnsTotals(host, name, service)

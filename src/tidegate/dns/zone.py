@@ -11,7 +11,9 @@ Negative answers carry the SOA in the authority section with the TTL negative_tt
 The SOA serial starts at the Unix time and goes up by one whenever the set of addresses a record
 can answer with changes (an instance drained, failed, added...) or the records are reloaded, so a
 secondary or an operator comparing serials sees every change. Changes are noticed lazily through
-`Pool.version`, one integer comparison per query.
+`Pool.version`, one integer comparison per query. With `workers = N` the main process's zone keeps
+the serial and each worker's zone follows it (`follow`): every worker answers with one serial,
+whatever it noticed and when it started.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ class Zone:
         self.origin_wire = self.origin.canonicalize().to_wire()
         self.records_by_wire = {n.canonicalize().to_wire(): spec for n, spec in self.records.items()}
         self.packets = PacketCache()
+        self.following = False  # the serial is set by `follow` (a worker's), never bumped here
         self._rebuild_apex()
 
     # --- the apex ---------------------------------------------------------------------------
@@ -109,13 +112,23 @@ class Zone:
         """Carry the serial and the per-pool address sets over a reload, so that it bumps the
         serial exactly when some answer set changed."""
         self.serial = old.serial
+        self.following = old.following
         self._cache = dict(old._cache)
         self._rebuild_apex()
 
     def bump_serial(self) -> None:
-        self.serial = (self.serial + 1) & 0xFFFFFFFF
-        self._rebuild_apex()
+        if not self.following:
+            self.serial = (self.serial + 1) & 0xFFFFFFFF
+            self._rebuild_apex()
         self.packets.clear()
+
+    def follow(self, serial: int) -> None:
+        """Take the serial from the main process (workers = N) from now on."""
+        self.following = True
+        if serial != self.serial:
+            self.serial = serial & 0xFFFFFFFF
+            self._rebuild_apex()
+            self.packets.clear()
 
     def candidates(self, pool_name: str) -> Candidates | None:
         pool = self.pools.get(pool_name)

@@ -93,6 +93,7 @@ class Worker:
         runtime = StandaloneHost(self.kind.config_of(cfg), self.pools, names={self.kind.name: first["index"]})
         svc = self.svc = self.kind.make(cfg, runtime, self.listen)
         svc.name = self.name
+        self._apply_shared(first)
         await svc.start()
         loop.add_signal_handler(signal.SIGTERM, lambda: self.done.set())
         reopen = getattr(svc, "reopen_logs", None)
@@ -124,11 +125,13 @@ class Worker:
             if kind == "pools":
                 if self._mirror(msg["pools"]):
                     await svc.reload(self.kind.config_of(self.section), self.pools)
+                self._apply_shared(msg)
                 self.send({"type": "synced", "seq": msg["seq"]})
             elif kind == "reload":
                 self._mirror(msg["pools"])
                 self.section = self.kind.section(msg["section"])
                 await svc.reload(self.kind.config_of(self.section), self.pools)
+                self._apply_shared(msg)
                 self.send({"type": "synced", "seq": msg["seq"]})
             elif kind == "close":
                 # Stop accepting now; the main process then closes its copy of the socket, and the
@@ -140,6 +143,13 @@ class Worker:
                 self._send_figures()
                 self.done.set()
                 return
+
+    def _apply_shared(self, msg: dict[str, Any]) -> None:
+        """The main process's word on what every worker agrees on (parent.py `_shared`), to a
+        service that takes it (an `apply_shared` method: the DNS serial)."""
+        apply = getattr(self.svc, "apply_shared", None)
+        if apply is not None and msg.get("shared"):
+            apply(msg["shared"])
 
     def _send_figures(self) -> None:
         svc = self.svc

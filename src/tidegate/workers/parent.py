@@ -149,6 +149,7 @@ class WorkersService:
             "seq": self.seq,
             "section": self._section(),
             "pools": wire.pool_snapshot(pools),
+            "shared": self._shared(),
         }
         for child in self.children:
             child.send(msg)
@@ -218,6 +219,12 @@ class WorkersService:
         doc: dict[str, Any] = self.cfg.model_dump(mode="json")
         return doc
 
+    def _shared(self) -> dict[str, Any]:
+        """What every worker must agree on and the main process decides, from the kind's totals
+        (a `shared()` method: the DNS serial); sent with each start, pools and reload message."""
+        shared = getattr(self.totals, "shared", None)
+        return shared() if shared is not None else {}
+
     def _pool_versions(self) -> dict[str, int]:
         return {name: p.version for name, p in self.pools.items()}
 
@@ -267,6 +274,7 @@ class WorkersService:
                 "index": self.index,
                 "section": self._section(),
                 "pools": wire.pool_snapshot(self.pools),
+                "shared": self._shared(),
             }
         )
         try:
@@ -330,7 +338,12 @@ class WorkersService:
             if versions != self._versions:
                 self._versions = versions
                 self.seq += 1
-                msg = {"type": "pools", "seq": self.seq, "pools": wire.pool_snapshot(self.pools)}
+                msg = {
+                    "type": "pools",
+                    "seq": self.seq,
+                    "pools": wire.pool_snapshot(self.pools),
+                    "shared": self._shared(),
+                }
                 for child in self.children:
                     child.send(msg)
 
