@@ -24,6 +24,7 @@ from tidegate.http.attempts import RetryBudget
 from tidegate.http.client import ClientConnection
 from tidegate.http.h2.connection import H2ClientConnection
 from tidegate.http.h2.select import Sniffer
+from tidegate.http.plain import RequestLane
 from tidegate.http.plan import ListenerPlan
 from tidegate.http.section import section_after_reload
 from tidegate.http.tls import Handshake, ListenerTls
@@ -50,6 +51,9 @@ class HttpService:
         self.budgets: dict[str, RetryBudget] = {}
         self.plan = ListenerPlan(cfg, self.pools, self.budgets)
         self.conns: set[ClientConnection | H2ClientConnection | Sniffer] = set()
+        # The fast lane's judge, shared by the listener's connections: one take() is whole
+        # within one call on this loop, and leaves its parser between messages (or is renewed).
+        self.lane = RequestLane()
         self.stopping = False
         self.all_closed = asyncio.Event()
         self.access_log: AccessLog | None = AccessLog(cfg.access_log) if cfg.access_log else None
