@@ -112,6 +112,21 @@ class HttpService:
             )
         return await self.loop.create_server(self._accept, sock=sock.dup())
 
+    def opened(self, conn: H2ClientConnection | Sniffer) -> None:
+        """An HTTP/2 connection, or one not yet told apart, counts toward max_connections as an
+        HTTP/1.1 one does (ClientConnection.connection_made does the same inline)."""
+        conns = self.conns
+        conns.add(conn)
+        if len(conns) >= self.max_connections:
+            self.pause_accepting()
+
+    def closed(self, conn: H2ClientConnection | Sniffer) -> None:
+        self.conns.discard(conn)
+        if self.paused:
+            self.resume_accepting()
+        if not self.conns and self.stopping:
+            self.all_closed.set()
+
     def pause_accepting(self) -> None:
         """At max_connections: stop accepting; new clients wait in the kernel's backlog."""
         if self.server is not None and not self.paused:

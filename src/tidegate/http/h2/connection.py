@@ -112,7 +112,7 @@ class H2ClientConnection:
         if ssl_object is not None:
             cipher = ssl_object.cipher()
             self.tls_info = (ssl_object.version() or "", cipher[0] if cipher else "")
-        self.svc.conns.add(self)
+        self.svc.opened(self)
         self.since = self.loop.time()
         self.idle_limit = self.plan.header_timeout
         limit = self.plan.max_header_bytes
@@ -259,12 +259,10 @@ class H2ClientConnection:
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.svc.conns.discard(self)
         streams, self.streams = self.streams, {}
         for stream in streams.values():
             stream.client_gone()
-        if not self.svc.conns and self.svc.stopping:
-            self.svc.all_closed.set()
+        self.svc.closed(self)
 
     def pause_writing(self) -> None:
         self.write_paused = True

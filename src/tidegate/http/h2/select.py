@@ -31,7 +31,7 @@ class Sniffer:
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.since = self.svc.loop.time()
-        self.svc.conns.add(self)
+        self.svc.opened(self)
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf + data
@@ -55,9 +55,7 @@ class Sniffer:
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.svc.conns.discard(self)
-        if not self.svc.conns and self.svc.stopping:
-            self.svc.all_closed.set()
+        self.svc.closed(self)
 
     def check(self, now: float) -> None:
         if now - self.since >= self.svc.plan.header_timeout:
