@@ -61,8 +61,12 @@ def weighted_pick(sums: Sequence[float], draw: Draw) -> int:
     total = sums[-1]
     if total <= 0:
         return -1
-    x = draw(total)
+    return index_at(sums, draw(total))
+
+
+def index_at(sums: Sequence[float], x: float) -> int:
+    """`weighted_pick`'s answer for the draw x in [0, sums[-1]), sums[-1] > 0."""
     i = bisect_right(sums, x)  # the first entry whose sum passes x: x < acc in weighted_sample
     if i == len(sums):  # float rounding left x >= the total: the last entry with a weight
-        i = bisect_left(sums, total)
+        i = bisect_left(sums, sums[-1])
     return i

@@ -36,7 +36,7 @@ from tidegate.config.model import DnsConfig
 from tidegate.dns.candidates import Candidates, Entry, candidates_of
 from tidegate.dns.figures import Figures
 from tidegate.dns.packet_cache import PacketCache
-from tidegate.dns.selection import weighted_pick, weighted_sample
+from tidegate.dns.selection import index_at, weighted_sample
 
 IN = dns.rdataclass.IN
 A, AAAA, ANY = dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.ANY
@@ -204,8 +204,10 @@ class Zone:
             fig.fail_open += 1
         picked: tuple[int, ...]
         if spec.answers == 1:
-            i = weighted_pick(cands.sums(qtype), self._scaled)
-            picked = () if i < 0 else (i,)
+            sums = cands.sums(qtype)
+            total = sums[-1]
+            # weighted_pick(sums, self._scaled), without a bound method and a call through it
+            picked = (index_at(sums, self._random() * total),) if total > 0 else ()
         else:
             picked = tuple(weighted_sample([e.weight for e in entries], spec.answers, self._scaled))
         answers, last = fig.answers, fig.last_answered
