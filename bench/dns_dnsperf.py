@@ -12,11 +12,18 @@ ratio to gdnsd per round.
 
 --cookie sends a DNS cookie (EDNS option 10, a client cookie, as dig does by default) in every
 query; --no-gdnsd measures tidegate alone.
+
+Each round also shows the server's CPU time per answered query, user and system, read from /proc
+for the whole process tree (tidegate's workers, gdnsd's threads): on a shared machine the rates
+move with the neighbours' load, the CPU per query much less, and the system part is the kernel's
+UDP work and the system calls (gdnsd batches its datagrams with recvmmsg/sendmmsg; tidegate makes
+a recvmsg and a sendmsg per query). The load average is printed before and after.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import socket
@@ -137,6 +144,32 @@ def dnsperf(
     }
 
 
+def process_tree(pid: int) -> list[int]:
+    out = [pid]
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            for child in f.read().split():
+                out += process_tree(int(child))
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> tuple[float, float]:
+    """User and system CPU seconds of these processes' threads so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    user = system = 0
+    for pid in pids:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            user += int(fields[11])
+            system += int(fields[12])
+    return user / tick, system / tick
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def check_answers(port: int) -> str:
     out = subprocess.run(
         ["dig", "@127.0.0.1", "-p", str(port), "+short", "www.example.test", "A"],
@@ -184,17 +217,27 @@ def main() -> int:
                 gd = Proc(["gdnsd", "-c", str(gdnsd_dir(base, gport, threads)), "start"])
                 gd.wait_for("DNS listeners started")
                 check_answers(gport)
+            print(f"load average before: {load()} ({os.cpu_count()} CPUs)", flush=True)
+            pids = {"tidegate": tg.popen.pid, "gdnsd": gd.popen.pid if gd is not None else 0}
             for r in range(args.rounds):
                 for name, p in (("tidegate", port), ("gdnsd", gport)):
                     if p == 0:
                         continue
+                    tree = process_tree(pids[name])
+                    user0, sys0 = cpu_seconds(tree)
                     got = dnsperf(p, queries, args.seconds, args.cookie)
+                    user1, sys1 = cpu_seconds(tree)
+                    answered = max(got["qps"] * args.seconds, 1.0)
+                    got["user_us"] = (user1 - user0) / answered * 1e6
+                    got["sys_us"] = (sys1 - sys0) / answered * 1e6
                     results[name].append(got)
                     print(
                         f"round {r + 1} {name:9s} {got['qps']:10.0f} queries/s  avg latency "
-                        f"{got['latency_ms']:.2f} ms  lost {got['lost']:.0f}",
+                        f"{got['latency_ms']:.2f} ms  lost {got['lost']:.0f}  CPU per query "
+                        f"{got['user_us']:.2f} us user + {got['sys_us']:.2f} us system",
                         flush=True,
                     )
+            print(f"load average after: {load()}", flush=True)
         finally:
             tg.stop()
             if gd is not None:
@@ -205,7 +248,12 @@ def main() -> int:
         if rs:
             qps = statistics.median(r["qps"] for r in rs)
             lat = statistics.median(r["latency_ms"] for r in rs)
-            print(f"{name:9s} median {qps:10.0f} queries/s  latency {lat:.2f} ms")
+            user = statistics.median(r["user_us"] for r in rs)
+            system = statistics.median(r["sys_us"] for r in rs)
+            print(
+                f"{name:9s} median {qps:10.0f} queries/s  latency {lat:.2f} ms  "
+                f"CPU per query {user:.2f} us user + {system:.2f} us system"
+            )
     if results["gdnsd"]:
         ratios = [t["qps"] / g["qps"] for t, g in zip(results["tidegate"], results["gdnsd"], strict=True)]
         print(
