@@ -6,7 +6,10 @@ shared box (page cache, CPU frequency, other tenants) spreads over all three. Tw
 - connections/s: wrk sends one small HTTP request per connection (`Connection: close`), so every
   request is a new client connection and a new connection from the proxy to the instance;
 - bulk throughput: wrk over one keep-alive connection downloading a large file again and again
-  (instance → client through the proxy, sendfile on the instance side).
+  (instance → client through the proxy, sendfile on the instance side);
+- redis: redis-benchmark (GET and SET, `--redis-clients` connections, no pipelining) through each
+  proxy to one redis-server, and straight to it: small messages on kept connections, where what
+  counts is the cost of relaying one message.
 
 The instance is an nginx `http` server with one worker. Each proxy runs one worker (tidegate is
 one process with one event loop; HAProxy `nbthread 1`; nginx `worker_processes 1`), so the
@@ -143,9 +146,30 @@ stream {{
 _UNITS = {"": 1, "K": 1e3, "k": 1e3, "M": 1e6, "G": 1e9, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
 
 
-def wrk(url: str, connections: int, seconds: float, close: bool) -> tuple[float, float, str]:
+def start_redis(work: Path) -> tuple[Proc, int]:
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    proc = Proc([*argv, "--dir", str(work), "--maxclients", "10000"])
+    wait_port(port, proc)
+    return proc, port
+
+
+def redis_benchmark(port: int, requests: int, clients: int) -> float:
+    """GET and SET requests/s through `port` (the mean of the two)."""
+    argv = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", "set,get"]
+    argv += ["-n", str(requests), "-c", str(clients), "--csv"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=600).stdout
+    rates = [float(m.group(1)) for m in re.finditer(r'^"(?:SET|GET)","([\d.]+)"', out, re.MULTILINE)]
+    if len(rates) != 2:
+        sys.exit(f"could not read redis-benchmark's output:\n{out}")
+    return sum(rates) / 2
+
+
+def wrk(
+    url: str, connections: int, seconds: float, close: bool, threads: int = 1
+) -> tuple[float, float, str]:
     """(requests/s, bytes/s, problems) from one wrk run."""
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s", url]
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s", url]
     if close:
         argv[1:1] = ["-H", "Connection: close"]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
@@ -165,6 +189,7 @@ class Results:
     conn_cpu: list[float] = field(default_factory=list)  # proxy CPU seconds per connection
     bulk: list[float] = field(default_factory=list)  # bytes/s
     bulk_cpu: list[float] = field(default_factory=list)  # proxy CPU seconds per byte
+    redis: list[float] = field(default_factory=list)  # redis-benchmark requests/s
     problems: list[str] = field(default_factory=list)
 
 
@@ -175,6 +200,9 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=32, help="concurrent connections for connections/s")
     ap.add_argument("--size-mib", type=int, default=256, help="size of the bulk file (default 256 MiB)")
     ap.add_argument("--direct", action="store_true", help="also measure without a proxy")
+    ap.add_argument("--threads", type=int, default=4, help="wrk threads for connections/s (default 4)")
+    ap.add_argument("--redis-requests", type=int, default=200_000, help="redis-benchmark -n (0: no redis)")
+    ap.add_argument("--redis-clients", type=int, default=50, help="redis-benchmark -c (default 50)")
     ap.add_argument(
         "--workers",
         type=int,
@@ -189,7 +217,7 @@ def main() -> int:
     if not (NGINX_MODULES / "ngx_stream_module.so").exists():
         sys.exit("bench/tcp needs nginx's stream module (libnginx-mod-stream; see bench/bootstrap)")
 
-    console = Console(width=200)
+    console = Console(width=240)
     with tempfile.TemporaryDirectory(prefix="tidegate-bench-tcp-") as tmp:
         work = Path(tmp)
         work.chmod(0o755)  # nginx's workers run as another user and must read the files
@@ -209,7 +237,19 @@ def main() -> int:
                 targets[name] = (proc, port)
             if args.direct:
                 targets["direct"] = (None, iport)
-            results = {name: Results() for name in targets}
+            # The same proxies again in front of redis-server (and redis straight, always: the
+            # figure the proxies' cost is read against).
+            redis_targets: dict[str, int] = {}
+            if args.redis_requests and shutil.which("redis-server") and shutil.which("redis-benchmark"):
+                (work / "redis").mkdir()
+                redis, rport = start_redis(work / "redis")
+                procs.append(redis)
+                for name, start in starters.items():
+                    proc, port = start(work / "redis", rport, args.workers)
+                    procs.append(proc)
+                    redis_targets[name] = port
+                redis_targets["direct"] = rport
+            results = {name: Results() for name in {**targets, **redis_targets}}
             # Warm up: the big file into the page cache, every proxy's first connections.
             for _, port in targets.values():
                 wrk(f"http://127.0.0.1:{port}/big", 1, 1, close=False)
@@ -218,7 +258,7 @@ def main() -> int:
                     base = f"http://127.0.0.1:{port}"
                     cpu = (lambda p=proc: cpu_seconds(p.popen.pid)) if proc else (lambda: 0.0)
                     cpu0 = cpu()
-                    rps, _, p1 = wrk(f"{base}/small", args.connections, args.seconds, close=True)
+                    rps, _, p1 = wrk(f"{base}/small", args.connections, args.seconds, True, args.threads)
                     cpu1 = cpu()
                     _, bps, p2 = wrk(f"{base}/big", 1, args.seconds, close=False)
                     cpu2 = cpu()
@@ -232,6 +272,10 @@ def main() -> int:
                         f"round {r + 1} {name:9s} {rps:9.0f} conn/s ({res.conn_cpu[-1] * 1e6:5.1f} µs CPU each)"
                         f"  {bps / 1e6:7.0f} MB/s ({res.bulk_cpu[-1] * 1e9:4.2f} s CPU per GB)"
                     )
+                for name, port in redis_targets.items():
+                    res = results[name]
+                    res.redis.append(redis_benchmark(port, args.redis_requests, args.redis_clients))
+                    console.print(f"round {r + 1} {name:9s} {res.redis[-1]:9.0f} redis requests/s")
         finally:
             for proc in reversed(procs):
                 proc.stop()
@@ -240,13 +284,19 @@ def main() -> int:
         return statistics.median(xs)
 
     def spread(xs: list[float], scale: float, fmt: str) -> str:
+        if not xs:
+            return ""
         return f"{med(xs) * scale:{fmt}} ({min(xs) * scale:{fmt}}-{max(xs) * scale:{fmt}})"
+
+    def ratio(mine: list[float], theirs: list[float]) -> str:
+        return f"{med(mine) / med(theirs):.2f}" if mine and theirs else ""
 
     load = os.getloadavg()[0]
     table = Table(
         title=f"TCP proxies: {args.rounds} alternating rounds of {args.seconds}s; median (min-max). "
-        f"{args.workers} worker(s) each; {os.cpu_count()} CPUs shared with wrk and the instance; "
-        f"load average {load:.1f}",
+        f"{args.workers} worker(s) each; wrk -t{args.threads} -c{args.connections} for connections/s; "
+        f"redis-benchmark -c{args.redis_clients} -n{args.redis_requests} GET+SET; {os.cpu_count()} CPUs "
+        f"shared with the load generators and the instances; load average {load:.1f}",
         title_justify="left",
     )
     columns = (
@@ -259,23 +309,31 @@ def main() -> int:
         "tidegate/this",
         "CPU s per GB",
         "tidegate/this",
+        "redis requests/s",
+        "tidegate/this",
+        "this/direct",
         "problems",
     )
     for col in columns:
         table.add_column(col, justify="left" if col in ("proxy", "problems") else "right")
     tg = results["tidegate"]
+    direct = results.get("direct", Results())
     for name, res in results.items():
         mine = name == "tidegate"
+        proxy = name != "direct"
         table.add_row(
             name,
             spread(res.conns, 1, ",.0f"),
-            "" if mine else f"{med(tg.conns) / med(res.conns):.2f}",
-            spread(res.conn_cpu, 1e6, ".1f") if name != "direct" else "",
-            "" if mine or name == "direct" else f"{med(tg.conn_cpu) / med(res.conn_cpu):.2f}",
+            "" if mine else ratio(tg.conns, res.conns),
+            spread(res.conn_cpu, 1e6, ".1f") if proxy else "",
+            "" if mine or not proxy else ratio(tg.conn_cpu, res.conn_cpu),
             spread(res.bulk, 1e-6, ",.0f"),
-            "" if mine else f"{med(tg.bulk) / med(res.bulk):.2f}",
-            spread(res.bulk_cpu, 1e9, ".2f") if name != "direct" else "",
-            "" if mine or name == "direct" else f"{med(tg.bulk_cpu) / med(res.bulk_cpu):.2f}",
+            "" if mine else ratio(tg.bulk, res.bulk),
+            spread(res.bulk_cpu, 1e9, ".2f") if proxy else "",
+            "" if mine or not proxy else ratio(tg.bulk_cpu, res.bulk_cpu),
+            spread(res.redis, 1, ",.0f"),
+            "" if mine else ratio(tg.redis, res.redis),
+            ratio(res.redis, direct.redis) if proxy else "",
             "; ".join(sorted(set(res.problems))) or "none",
         )
     console.print(table)
