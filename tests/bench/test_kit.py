@@ -75,6 +75,9 @@ def test_dns_cpu_harness_answers_every_query() -> None:
 
 def test_tcp_cpu_harness_relays_every_connection_and_message(capsys: pytest.CaptureFixture[str]) -> None:
     # The harness raises unless every connection completed through the real TcpService.
-    assert tcp_cpu.main(["--connections", "300", "--messages", "1000", "--concurrency", "4", "--repeat", "1"]) == 0
+    assert (
+        tcp_cpu.main(["--connections", "300", "--messages", "1000", "--concurrency", "4", "--repeat", "1"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "per connection" in out and "per message" in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+import struct
 
 import pytest
 
@@ -490,3 +491,20 @@ async def test_the_idle_timeout_does_not_cut_a_connect_under_way(
         await svc.wait_idle(5)
     assert inst_named(svc, hung).counters.failures >= 1
     assert svc.figures.idle_closed == 0
+
+
+async def test_a_client_leaving_during_the_connect_ends_the_attempt(proxy, addresses) -> None:
+    """A client that resets while the proxy connects: the attempt under way is abandoned at once
+    (not left to its timeout), not counted as the instance's failure, and its instance's active
+    count is back to zero. (A FIN is no leaving: it is held and passed on, see above.)"""
+    hung = addresses.blackhole()
+    svc = await proxy([hung], connect_timeout="30s")
+    inst = inst_named(svc, hung)
+    host, _, port = svc.address.rpartition(":")
+    sock = socket.create_connection((host, int(port)))
+    await until_async(lambda: inst.counters.active == 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # RST
+    await svc.wait_idle(5)
+    await until_async(lambda: inst.counters.active == 0)
+    assert inst.counters.failures == 0 and svc.figures.unplaced == 0

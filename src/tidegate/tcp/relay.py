@@ -1,7 +1,10 @@
 """One proxied connection: pick and connect an instance, then move bytes both ways.
 
 Theory of operation
-- Accept: nothing the client sends is forwarded until an instance is connected, so a failed
+- Accept: the connect starts in `connection_made`, and no task runs it: the event loop's
+  `create_connection` coroutine is stepped by hand (`_step`, called back by the future it waits
+  on), as a Task would, without a Task's creation, scheduling and bookkeeping per connection.
+  Nothing the client sends is forwarded until an instance is connected, so a failed
   connect can be retried elsewhere knowing nothing was sent (`attempts.py` decides where). What
   the client sends meanwhile is held (`pending`), and so is what an instance sends before its
   connect is adopted (`Upstream.early`: a connect that loses the race with its timeout must not
@@ -18,7 +21,8 @@ Theory of operation
   have sent EOF, both are closed. A side lost with an error (reset) aborts the other: a reset
   is passed on as a reset, not dressed up as a clean end.
 - Time: a connection arms no timer. The service's sweeper (service.py) calls `check(now)` every
-  tick: a connect attempt past its deadline is cancelled (and retried elsewhere), a connection
+  tick: a connect attempt past its deadline is cancelled (the future it waits on is, as
+  Task.cancel does) and retried elsewhere, a connection
   that moved no byte for the idle timeout is closed. Data only sets `moved`; the sweeper turns
   that into a time stamp, so the relay reads no clock per chunk.
 
@@ -31,7 +35,9 @@ figures, the drain cut.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, cast
+import logging
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, cast
 
 from tidegate.balancing.instance import Instance
 from tidegate.observe.counters import Counters
@@ -39,6 +45,8 @@ from tidegate.tcp.attempts import client_key, next_instance, uses_key
 
 if TYPE_CHECKING:
     from tidegate.tcp.service import TcpService as Listener
+
+log = logging.getLogger("tidegate.tcp")
 
 
 def _shut(transport: asyncio.Transport, pending: int) -> None:
@@ -134,6 +142,8 @@ class Connection:
     """The client side of one connection, and the owner of its state."""
 
     __slots__ = (
+        "abandoned",
+        "attempt",
         "client",
         "client_eof",
         "client_open",
@@ -141,23 +151,27 @@ class Connection:
         "client_writable",
         "closing",
         "connecting",
+        "coro",
         "counters",
         "deadline",
         "done",
         "high_water",
         "idled",
         "inst",
+        "key",
         "last",
         "listener",
         "moved",
         "pending",
         "pending_bytes",
         "timed_out",
+        "tried",
         "up",
         "upstream",
         "upstream_eof_seen",
         "upstream_open",
         "upstream_writable",
+        "waiting",
     )
 
     def __init__(self, listener: Listener) -> None:
@@ -175,9 +189,16 @@ class Connection:
         self.upstream_open = False
         self.upstream_writable = False
         self.upstream_eof_seen = False
-        self.connecting: asyncio.Task[None] | None = None
-        self.deadline = 0.0  # when the connect attempt under way times out; 0 when none is
-        self.timed_out = False  # the sweeper cancelled the attempt (not the client leaving)
+        # The connect: attempts until one is adopted or none is left (`connecting` until then).
+        self.connecting = False
+        self.key: bytes | None = None  # the hash key, for hashing schedulers
+        self.tried: list[Instance] = []
+        self.attempt: Upstream | None = None  # the attempt under way
+        self.coro: Coroutine[Any, Any, Any] | None = None  # its create_connection
+        self.waiting: asyncio.Future[Any] | None = None  # what that waits on
+        self.deadline = 0.0  # when the attempt under way times out; 0 when none is
+        self.timed_out = False  # the sweeper cancelled the attempt
+        self.abandoned = False  # the client left, or a cut: no more attempts
         self.last = 0.0  # when the sweeper last saw bytes move
         self.moved = False  # bytes moved since the sweeper last looked
         self.done = False
@@ -194,48 +215,77 @@ class Connection:
         tr.set_write_buffer_limits(self.high_water)
         lst = self.listener
         lst.accepted(self)
-        self.connecting = lst.loop.create_task(self._connect())
+        if uses_key(lst.pool):
+            self.key = client_key(tr.get_extra_info("peername"))
+        self.connecting = True
+        self._next_attempt()
 
-    async def _connect(self) -> None:
+    def _next_attempt(self) -> None:
         lst = self.listener
-        pool = lst.pool
-        key = client_key(self.client.get_extra_info("peername")) if uses_key(pool) else None
-        tried: list[Instance] = []
-        while (inst := next_instance(pool, key, tried, lst.connect_tries)) is not None:
-            tried.append(inst)
-            counters = inst.counters
-            counters.active += 1
-            if len(tried) > 1:
-                counters.retries += 1
-            up = Upstream(self, inst)
-            self.deadline = lst.now() + lst.connect_timeout
-            try:
-                await lst.loop.create_connection(up.factory, inst.host, inst.port)
-            except OSError:
-                self._attempt_failed(up)
-                continue
-            except asyncio.CancelledError:
-                if not self.timed_out or not self.client_open:  # the client left, or a cut
-                    self._attempt_abandoned(up)
-                    raise
-                self.timed_out = False
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()
-                self._attempt_failed(up)
-                continue
-            except BaseException:
-                self._attempt_abandoned(up)
-                raise
+        tried = self.tried
+        inst = next_instance(lst.pool, self.key, tried, lst.connect_tries)
+        if inst is None:
             self.deadline = 0.0
-            pool.report(inst, True)
+            self.connecting = False
+            self.attempt = self.coro = None
+            lst.unplaced(self, tried)
+            self.client_writable = False
+            self.client.abort()
+            return
+        tried.append(inst)
+        counters = inst.counters
+        counters.active += 1
+        if len(tried) > 1:
+            counters.retries += 1
+        up = Upstream(self, inst)
+        self.attempt = up
+        self.timed_out = False
+        self.deadline = lst.now() + lst.connect_timeout
+        self.coro = lst.loop.create_connection(up.factory, inst.host, inst.port)
+        self._step(None)
+
+    def _step(self, _: object) -> None:
+        """Run the attempt's coroutine to its next wait, or to its end (also the done callback)."""
+        self.waiting = None
+        coro, up = self.coro, self.attempt
+        assert coro is not None and up is not None
+        try:
+            if self.abandoned or self.timed_out:
+                # Cancelled, even if what it waited on completed first (as a Task would).
+                awaited = coro.throw(asyncio.CancelledError())
+            else:
+                awaited = coro.send(None)
+        except StopIteration:
+            self.coro = self.attempt = None
+            self.deadline = 0.0
+            self.listener.pool.report(up.inst, True)
             self._attach(up)
             return
-        self.deadline = 0.0
-        self.connecting = None
-        lst.unplaced(self, tried)
-        self.client_writable = False
-        self.client.abort()
+        except asyncio.CancelledError:
+            if self.abandoned:
+                self._attempt_abandoned(up)
+            else:
+                self._attempt_failed(up)
+            return
+        except Exception as exc:
+            if not isinstance(exc, OSError):
+                log.error("%s: connecting to %s: %r", self.listener.name, up.inst.address, exc)
+            self._attempt_failed(up)
+            return
+        if awaited is None:  # a bare yield: run again on the next turn of the loop
+            self.listener.loop.call_soon(self._step, None)
+            return
+        fut = cast(asyncio.Future[Any], awaited)
+        fut._asyncio_future_blocking = False  # as a Task does with what it waits on
+        self.waiting = fut
+        fut.add_done_callback(self._step)
+
+    def _cancel_attempt(self) -> None:
+        # As Task.cancel: the future the coroutine waits on is cancelled, and the coroutine
+        # sees CancelledError at its await (and closes what it opened) when stepped next.
+        waiting = self.waiting
+        if waiting is not None:
+            waiting.cancel()
 
     def _attempt_failed(self, up: Upstream) -> None:
         # A connect that completed just as the timeout fired leaves a transport behind.
@@ -244,16 +294,26 @@ class Connection:
         counters = up.counters
         counters.active -= 1
         counters.failures += 1
+        self.coro = self.attempt = None
         self.listener.pool.report(up.inst, False)
+        if self.abandoned:
+            self._attempt_abandoned(None)
+        else:
+            self._next_attempt()
 
-    def _attempt_abandoned(self, up: Upstream) -> None:
+    def _attempt_abandoned(self, up: Upstream | None) -> None:
         self.deadline = 0.0
-        if up.transport is not None:
-            up.transport.abort()
-        up.counters.active -= 1
+        self.coro = self.attempt = None
+        if up is not None:
+            if up.transport is not None:
+                up.transport.abort()
+            up.counters.active -= 1
+        if self.connecting:
+            self.connecting = False
+            self._maybe_finish()
 
     def _attach(self, up: Upstream) -> None:
-        self.connecting = None
+        self.connecting = False
         assert up.transport is not None
         self.up = up
         self.inst = up.inst
@@ -343,9 +403,10 @@ class Connection:
     # --- ends ---------------------------------------------------------------------------------
     def connection_lost(self, exc: Exception | None) -> None:
         self.client_open = self.client_writable = False
-        if self.connecting is not None:
-            self.connecting.cancel()
-            self.connecting = None
+        if self.connecting:
+            self.abandoned = True
+            self.connecting = False
+            self._cancel_attempt()
         if self.upstream_open and not (self.closing and exc is None):
             self.upstream_writable = False
             if exc is None:
@@ -378,8 +439,9 @@ class Connection:
     def cut(self) -> None:
         """Abort both sides now (drain grace expired, or the service stops)."""
         self.client_writable = self.upstream_writable = False
-        if self.connecting is not None:
-            self.connecting.cancel()
+        if self.connecting:
+            self.abandoned = True
+            self._cancel_attempt()
         if self.client_open:
             self.client.abort()
         if self.upstream_open:
@@ -389,10 +451,10 @@ class Connection:
         """The sweeper's look (service.py): the connect deadline, then the idle timeout."""
         if self.done or self.idled:
             return
-        if self.connecting is not None:
+        if self.connecting:
             if self.deadline and now >= self.deadline and not self.timed_out:
                 self.timed_out = True
-                self.connecting.cancel()
+                self._cancel_attempt()
             return
         if self.moved:
             self.moved = False
@@ -412,9 +474,13 @@ class Connection:
             _shut(self.upstream, self.upstream.get_write_buffer_size())
 
     def _maybe_finish(self) -> None:
-        if self.done or self.client_open or self.upstream_open or self.connecting is not None:
+        if self.done or self.client_open or self.upstream_open or self.connecting:
             return
         self.done = True
+        up = self.up
+        if up is not None:  # no cycle left for the garbage collector
+            self.up = None
+            up.transport = None
         inst = self.inst
         if inst is not None:
             counters = inst.counters
