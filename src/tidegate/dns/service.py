@@ -19,10 +19,12 @@ from typing import Any, cast
 
 from tidegate.balancing.pool import Pool
 from tidegate.config.model import Config, DnsConfig, split_address
+from tidegate.dns import udp_batch
 from tidegate.dns.describe import describe_pool
 from tidegate.dns.figures import Figures
 from tidegate.dns.handler import handle
 from tidegate.dns.metrics import DnsCollector
+from tidegate.dns.udp_batch import BatchUdp
 from tidegate.dns.zone import Zone
 from tidegate.listening import shown, stream_listener
 from tidegate.service import Host, Service
@@ -158,7 +160,7 @@ class DnsService:
         self.figures = Figures()
         self.zone = Zone(cfg, runtime.pools, self.figures)
         self.connections: set[_Tcp] = set()
-        self._udp: asyncio.DatagramTransport | None = None
+        self._udp: asyncio.DatagramTransport | BatchUdp | None = None
         self._tcp: asyncio.Server | None = None
         self._collector = runtime.figures("dns", DnsCollector)
         self._collector.services.append(self)
@@ -167,7 +169,11 @@ class DnsService:
         (udp_sock, tcp_sock), self.sockets = self.sockets or bind_sockets(self.cfg), None
         loop = asyncio.get_running_loop()
         try:
-            self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=udp_sock)
+            if udp_batch.available():
+                batch = self._udp = BatchUdp(udp_sock, self.answer_udp)
+                batch.start(loop)
+            else:
+                self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=udp_sock)
             self._tcp = await loop.create_server(lambda: _Tcp(self), sock=tcp_sock)
         except BaseException:
             udp_sock.close()
@@ -204,6 +210,9 @@ class DnsService:
         # A [dns] whose listen moved is a new service feeding the same collector.
         if self in self._collector.services:
             self._collector.services.remove(self)
+
+    def answer_udp(self, wire: bytes) -> bytes | None:
+        return handle(wire, self.zone, "udp")
 
     def describe_pool(self, pool: str) -> dict[str, object] | None:
         return describe_pool(self.zone, pool)
