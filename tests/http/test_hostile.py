@@ -247,7 +247,7 @@ def test_at_max_connections_new_clients_wait_in_the_backlog_not_fail(faults, gat
             held.pop().close()
             late.settimeout(10)
             assert ResponseReader(late).read().status == 200
-        assert gw.call(lambda: gw.service.pauses) >= 1
+        assert gw.call(lambda: gw.service.gate.figures.pauses["max_connections"]) >= 1
     finally:
         for s in held:
             s.close()

@@ -211,3 +211,24 @@ def test_a_workers_section_binds_its_port_for_every_worker() -> None:
         for pair in sets:
             for s in pair:
                 s.close()
+
+
+def test_tcp_workers_each_pause_at_their_own_max_connections(start_tidegate) -> None:
+    """max_connections counts per worker process; each worker's pauses reach the summed metric."""
+    with Backend("a") as a, Backend("b") as b:
+        gw = start_tidegate(tcp_config(a, b) + "max_connections = 1\n")
+        addr = gw.address("tcp")
+        held = socket.create_connection(addr, timeout=10)
+        try:
+            held.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert held.recv(64).startswith(b"HTTP/1.1 200")
+            # The worker that took it holds its one connection: it stopped accepting.
+            until(
+                lambda: metric(gw, "tidegate_accept_pauses_total", listener="tcp", reason="max_connections")
+                == 1
+            )
+        finally:
+            held.close()
+        for _ in range(20):  # the paused worker accepts again: every new client is served
+            through(addr)
+        assert metric(gw, "tidegate_accept_errors_total", listener="tcp") == 0

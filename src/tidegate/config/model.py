@@ -230,6 +230,8 @@ class TcpConfig(_Section):
     proxy_protocol: Literal["off", "v1", "v2"] = "off"
     connect_tries: int = Field(default=3, ge=1, le=20)  # total attempts, each on another instance
     workers: int = Field(default=1, ge=1, le=256)
+    # As [[http]]'s: per process, None a share of the open-file limit (fdlimit.py).
+    max_connections: int | None = Field(default=None, ge=1)
 
     _addr = field_validator("listen")(_check_address)
 
@@ -270,6 +272,8 @@ class DnsConfig(_Section):
     negative_ttl: int = Field(default=60, ge=0)
     records: list[DnsRecordConfig] = Field(default_factory=list)
     workers: int = Field(default=1, ge=1, le=256)
+    # DNS-over-TCP connections open at once, as [[http]]'s max_connections.
+    max_connections: int | None = Field(default=None, ge=1)
 
     _addr = field_validator("listen")(_check_address)
 

@@ -17,6 +17,7 @@ import socket
 from collections.abc import Mapping
 from typing import Any, cast
 
+from tidegate.accepting import AcceptCollector, AcceptGate
 from tidegate.balancing.pool import Pool
 from tidegate.config.model import Config, DnsConfig, split_address
 from tidegate.dns import udp_batch
@@ -26,6 +27,7 @@ from tidegate.dns.handler import handle
 from tidegate.dns.metrics import DnsCollector
 from tidegate.dns.udp_batch import BatchUdp
 from tidegate.dns.zone import Zone
+from tidegate.fdlimit import default_max_connections, listeners, open_files
 from tidegate.listening import shown, stream_listener
 from tidegate.service import Host, Service
 
@@ -76,6 +78,9 @@ class _Tcp(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         self.service.connections.add(self)
         self._arm()
+        gate = self.service.gate
+        if gate is not None:
+            gate.opened(transport)
 
     def _arm(self) -> None:
         if self.idle is not None:
@@ -119,6 +124,9 @@ class _Tcp(asyncio.Protocol):
         if self.idle is not None:
             self.idle.cancel()
         self.service.connections.discard(self)
+        gate = self.service.gate
+        if gate is not None:
+            gate.closed()
 
 
 def bind_sockets(cfg: DnsConfig) -> list[socket.socket]:
@@ -161,7 +169,7 @@ class DnsService:
         self.zone = Zone(cfg, runtime.pools, self.figures)
         self.connections: set[_Tcp] = set()
         self._udp: asyncio.DatagramTransport | BatchUdp | None = None
-        self._tcp: asyncio.Server | None = None
+        self.gate: AcceptGate | None = None  # the TCP listener's
         self._collector = runtime.figures("dns", DnsCollector)
         self._collector.services.append(self)
 
@@ -174,7 +182,16 @@ class DnsService:
                 batch.start(loop)
             else:
                 self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=udp_sock)
-            self._tcp = await loop.create_server(lambda: _Tcp(self), sock=tcp_sock)
+            self.gate = AcceptGate(
+                self.name,
+                tcp_sock,
+                lambda sock: loop.create_server(lambda: _Tcp(self), sock=sock),
+                self.cfg.max_connections
+                or default_max_connections(open_files(), listeners(self.runtime.config)),
+                self.connections.__len__,
+                self.runtime.figures("accept", AcceptCollector),
+            )
+            await self.gate.start()
         except BaseException:
             udp_sock.close()
             tcp_sock.close()
@@ -189,21 +206,20 @@ class DnsService:
             log.warning("dns: listen address changes need a restart; still on %s", self.cfg.listen)
         self.zone = next_zone(self.zone, self.cfg, config.dns, pools)
         self.cfg = config.dns
+        if self.gate is not None and config.dns.max_connections is not None:
+            self.gate.max_connections = config.dns.max_connections
 
     async def stop_listening(self) -> None:
         if self._udp is not None:
             self._udp.close()
-        if self._tcp is not None:
-            self._tcp.close()
+        if self.gate is not None:
+            self.gate.close()
         self._detach()
 
     async def stop(self, grace: float) -> None:
         await self.stop_listening()
         for conn in list(self.connections):
-            conn.close()
-        if self._tcp is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._tcp.wait_closed(), timeout=max(grace, 0.1))
+            conn.close()  # each flushes what it owes, then closes
         self._detach()
 
     def _detach(self) -> None:

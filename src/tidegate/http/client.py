@@ -150,8 +150,7 @@ class ClientConnection(ClientSide):
         self.fwd = self.xff_self + self.proto_line + b"X-Forwarded-Host: "
         conns = self.svc.conns
         conns.add(self)
-        if len(conns) >= self.svc.max_connections:
-            self.svc.pause_accepting()
+        self.svc.gate.opened(transport)
         self.since = self.loop.time()
         # A new connection must send its first request within the header timeout.
         self.idle_limit = self.plan.header_timeout
@@ -219,8 +218,7 @@ class ClientConnection(ClientSide):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.svc.conns.discard(self)
-        if self.svc.paused:
-            self.svc.resume_accepting()
+        self.svc.gate.closed()
         if self.tunnel is not None:
             tunnel, self.tunnel = self.tunnel, None
             tunnel.close()

@@ -15,6 +15,7 @@ import socket
 from collections.abc import Mapping
 from typing import Any, cast
 
+from tidegate.accepting import AcceptCollector, AcceptGate
 from tidegate.balancing.pool import Pool
 from tidegate.config.model import Config, HttpConfig
 from tidegate.fdlimit import default_max_connections, listeners, open_files
@@ -60,16 +61,11 @@ class HttpService:
         self.answers: dict[int, int] = {}  # status → the gateway's own answers (client.py)
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.upstreams: Upstreams = None  # type: ignore[assignment]
-        self.server: asyncio.Server | None = None
-        # The listening socket stays open while the server (on a duplicate of it) is closed at
-        # max_connections: the kernel's backlog then holds new clients instead of refusing them.
-        self.listener: socket.socket | None = None
+        # Accepting, paused at max_connections or near the open-files limit (accepting.py).
+        self.gate: AcceptGate = None  # type: ignore[assignment]
         self.max_connections = cfg.max_connections or default_max_connections(
             open_files(), listeners(runtime.config)
         )
-        self.paused = False
-        self.pauses = 0
-        self.listener_closed = False
         self._sweeper: asyncio.Task[None] | None = None
         self.address = ""
         self.tls: ListenerTls | None = ListenerTls(cfg.tls) if cfg.tls is not None else None
@@ -90,8 +86,15 @@ class HttpService:
         sock = self.sock
         if sock is None:
             sock = stream_listener(self.cfg.listen, 2048)
-        self.listener = sock
-        self.server = await self._serve()
+        self.gate = AcceptGate(
+            self.name,
+            sock,
+            self._serve,
+            self.max_connections,
+            self.conns.__len__,
+            self.runtime.figures("accept", AcceptCollector),
+        )
+        await self.gate.start()
         bound = sock.getsockname()
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         self.address = f"{shown}:{bound[1]}"
@@ -99,64 +102,28 @@ class HttpService:
             announce.info(f"{self.name} listening on {self.address}")
         self._sweeper = self.loop.create_task(self._sweep())
 
-    async def _serve(self) -> asyncio.Server:
-        sock = self.listener
-        assert sock is not None
+    async def _serve(self, sock: socket.socket) -> asyncio.AbstractServer:
         tls = self.tls
         if tls is not None:
             return await self.loop.create_server(
                 lambda: cast(asyncio.Protocol, Handshake(tls, self._after_handshake)),
-                sock=sock.dup(),
+                sock=sock,
                 ssl=tls.front,
                 ssl_handshake_timeout=tls.cfg.handshake_timeout,
             )
-        return await self.loop.create_server(self._accept, sock=sock.dup())
+        return await self.loop.create_server(self._accept, sock=sock)
 
     def opened(self, conn: H2ClientConnection | Sniffer) -> None:
         """An HTTP/2 connection, or one not yet told apart, counts toward max_connections as an
         HTTP/1.1 one does (ClientConnection.connection_made does the same inline)."""
-        conns = self.conns
-        conns.add(conn)
-        if len(conns) >= self.max_connections:
-            self.pause_accepting()
+        self.conns.add(conn)
+        self.gate.opened()
 
     def closed(self, conn: H2ClientConnection | Sniffer) -> None:
         self.conns.discard(conn)
-        if self.paused:
-            self.resume_accepting()
+        self.gate.closed()
         if not self.conns and self.stopping:
             self.all_closed.set()
-
-    def pause_accepting(self) -> None:
-        """At max_connections: stop accepting; new clients wait in the kernel's backlog."""
-        if self.server is not None and not self.paused:
-            self.paused = True
-            self.pauses += 1
-            self.server.close()
-            self.server = None
-            if self.pauses == 1 or self.pauses % 1000 == 0:
-                log.warning(
-                    "%s: %d connections open (max_connections): new clients wait until one closes "
-                    "(%d pauses so far)",
-                    self.name,
-                    len(self.conns),
-                    self.pauses,
-                )
-
-    def resume_accepting(self) -> None:
-        if self.paused and not (self.stopping or self.listener_closed):
-            self.paused = False  # set now: a second close while the server starts must not start two
-            self.loop.create_task(self._resume())
-
-    async def _resume(self) -> None:
-        server = await self._serve()
-        if self.stopping or self.listener_closed:
-            server.close()
-        elif len(self.conns) >= self.max_connections:  # full again meanwhile
-            server.close()
-            self.paused = True
-        else:
-            self.server = server
 
     async def reload(self, config: Config, pools: Mapping[str, Pool]) -> None:
         cfg = section_after_reload(config, self.cfg, self.index, self.name)
@@ -179,18 +146,14 @@ class HttpService:
             self.access_log.reopen()
 
     def _close_listener(self) -> None:
-        if self.server is not None:
-            self.server.close()
-        if self.listener is not None:
-            self.listener.close()
+        if self.gate is not None:
+            self.gate.close()
 
     async def stop_listening(self) -> None:
-        self.listener_closed = True  # no resuming after this
         self._close_listener()
 
     async def stop(self, grace: float) -> None:
         self.stopping = True
-        self.listener_closed = True
         self._close_listener()
         busy = sum(1 for c in self.conns if c.queue or c.tunnel is not None)
         log.info("%s: stopping; %d connections in flight, %d idle", self.name, busy, len(self.conns) - busy)

@@ -25,10 +25,12 @@ import socket
 from collections.abc import Mapping
 from typing import cast
 
+from tidegate.accepting import AcceptCollector, AcceptGate
 from tidegate.balancing.instance import Instance
 from tidegate.balancing.pool import Pool, StateChange
 from tidegate.balancing.state import State
 from tidegate.config.model import Config, TcpConfig
+from tidegate.fdlimit import default_max_connections, listeners, open_files
 from tidegate.listening import shown, stream_listener
 from tidegate.service import Host, Service
 from tidegate.tcp import proxy_header
@@ -76,9 +78,9 @@ class TcpService:
         self._subscribed: set[int] = set()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.tick = 1.0
+        self.gate: AcceptGate | None = None
         self.address = ""
         self._apply(cfg, runtime.pools)
         self._collector = runtime.figures("tcp", TcpCollector)
@@ -86,6 +88,12 @@ class TcpService:
 
     def _apply(self, cfg: TcpConfig, pools: Mapping[str, Pool]) -> None:
         self.cfg = cfg
+        # Two descriptors per client (it and its instance), as the default's formula counts.
+        self.max_connections = cfg.max_connections or default_max_connections(
+            open_files(), listeners(self.runtime.config)
+        )
+        if self.gate is not None:
+            self.gate.max_connections = self.max_connections
         self.pool = pools[cfg.pool]
         self.connect_timeout = cfg.connect_timeout
         self.connect_tries = cfg.connect_tries
@@ -101,21 +109,30 @@ class TcpService:
     # --- Service ------------------------------------------------------------------------------
     async def start(self) -> None:
         sockets, self.sockets = self.sockets, None
-        self._server = await self._listen(self.cfg, sockets)
+        self.gate = await self._listen(self.cfg, sockets)
         self._sweeper = self.loop.create_task(self._sweep())
 
-    async def _listen(
-        self, cfg: TcpConfig, sockets: list[socket.socket] | None = None
-    ) -> asyncio.AbstractServer:
+    async def _listen(self, cfg: TcpConfig, sockets: list[socket.socket] | None = None) -> AcceptGate:
         (sock,) = sockets or bind_sockets(cfg)
+        gate = AcceptGate(
+            self.name,
+            sock,
+            self._serve,
+            self.max_connections,
+            self.connections.__len__,
+            self.runtime.figures("accept", AcceptCollector),
+        )
         try:
-            server = await self.loop.create_server(self._accept, sock=sock)
+            await gate.start()
         except BaseException:
-            sock.close()
+            gate.close()
             raise
         self.address = shown(sock)
         announce.info(f"{self.name} listening on {self.address}")
-        return server
+        return gate
+
+    async def _serve(self, sock: socket.socket) -> asyncio.AbstractServer:
+        return await self.loop.create_server(self._accept, sock=sock)
 
     def _accept(self) -> asyncio.Protocol:
         return cast(asyncio.Protocol, Connection(self))
@@ -127,15 +144,14 @@ class TcpService:
         new = config.tcp[self.index]
         old_listen = self.cfg.listen
         self._apply(new, pools)
-        if new.listen != old_listen and self._server is not None:
-            server = await self._listen(new)
-            self._server.close()
-            self._server = server
+        if new.listen != old_listen and self.gate is not None:
+            gate = await self._listen(new)
+            self.gate.close()
+            self.gate = gate
 
     async def stop_listening(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        if self.gate is not None:
+            self.gate.close()
 
     async def stop(self, grace: float) -> None:
         await self.stop_listening()
@@ -229,6 +245,8 @@ class TcpService:
         if not self.connections:
             self._idle.clear()
         self.connections.add(conn)
+        if self.gate is not None:
+            self.gate.opened()
 
     def attached(self, conn: Connection, inst: Instance) -> None:
         self.figures.of(inst.address).opened += 1  # the sweeper samples it for the rate
@@ -250,6 +268,8 @@ class TcpService:
         self.connections.discard(conn)
         if not self.connections:
             self._idle.set()
+        if self.gate is not None:
+            self.gate.closed()
 
     # --- drain --------------------------------------------------------------------------------
     def _on_state_change(self, change: StateChange) -> None:

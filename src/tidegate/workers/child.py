@@ -31,6 +31,11 @@ from tidegate.workers.kind import WorkerKind, WorkerService, load_kind
 log = logging.getLogger("tidegate.workers")
 
 
+def accept_report(svc: object) -> dict[str, Any]:
+    gate = getattr(svc, "gate", None)
+    return {} if gate is None else {gate.name: gate.figures.report()}
+
+
 class Worker:
     def __init__(
         self, kind: WorkerKind, name: str, listen: list[socket.socket], control: socket.socket
@@ -159,6 +164,8 @@ class Worker:
                 "counters": wire.figures_of(self.pools),
                 "passive": self.passive.take(),
                 "own": self.kind.report(svc) if svc is not None else {},
+                # Every kind's listener has a gate (accepting.py); summed by the main process.
+                "accept": accept_report(svc),
             }
         )
 

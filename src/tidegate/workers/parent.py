@@ -23,6 +23,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from tidegate.accepting import AcceptCollector, AcceptTotals
 from tidegate.balancing.pool import Pool
 from tidegate.balancing.state import State
 from tidegate.config.model import Config, split_address
@@ -104,6 +105,7 @@ class WorkersService:
         self.pools: Mapping[str, Pool] = runtime.pools
         self.children: list[_Child] = []
         self.totals: Totals = kind.totals(runtime, self.name, self)
+        self.accept_totals = AcceptTotals(self.name, runtime.figures("accept", AcceptCollector))
         self.stopping = False
         self.address = ""
         self._versions: dict[str, int] = {}
@@ -194,6 +196,7 @@ class WorkersService:
             for sock in child.socks:
                 sock.close()
         self.totals.close()
+        self.accept_totals.close()
 
     def describe_pool(self, pool: str) -> dict[str, object] | None:
         described = self.totals.describe_pool(pool)
@@ -294,6 +297,7 @@ class WorkersService:
         if kind == "figures":
             self._add_figures(child, msg["counters"])
             self.totals.add(child.index, msg.get("own", {}))
+            self.accept_totals.add(child.index, msg.get("accept", {}))
             wire.replay_results(self.pools, msg.get("passive", ()))
         elif kind == "state":
             pool = self.pools.get(msg["pool"])

@@ -39,7 +39,7 @@ def test_http2_connections_count_toward_max_connections(faults, gateway) -> None
             held.pop().close()
             late.settimeout(10)
             assert ResponseReader(late).read().status == 200
-        assert gw.call(lambda: gw.service.pauses) >= 1
+        assert gw.call(lambda: gw.service.gate.figures.pauses["max_connections"]) >= 1
     finally:
         for c in held:
             c.close()
