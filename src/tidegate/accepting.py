@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Final
@@ -152,8 +153,18 @@ class AcceptGate:
             self.pause("open_files")
 
     def closed(self) -> None:
-        if self.paused is not None:
+        if self.paused is not None and (self.paused != "open_files" or _next_accepted_fd() < self.fd_ceiling):
             self.resume()
+
+    def _retry_open_files(self) -> None:
+        # Another listener's connections, or instance connections, may have freed descriptors.
+        self._retry = None
+        if self.paused != "open_files" or self.closed_for_good:
+            return
+        if _next_accepted_fd() < self.fd_ceiling:
+            self.resume()
+        else:
+            self._retry = self.loop.call_later(RETRY, self._retry_open_files)
 
     # --- pausing ------------------------------------------------------------------------------
     def pause(self, reason: str) -> None:
@@ -165,10 +176,10 @@ class AcceptGate:
         self.server.close()
         self.server = None
         if reason == "open_files":
-            self._retry = self.loop.call_later(RETRY, self.resume)
+            self._retry = self.loop.call_later(RETRY, self._retry_open_files)
             self._pause_log.warn(
                 "%s: %d connections open and the process near its open-files limit (%d): "
-                "new clients wait in the backlog until one closes",
+                "new clients wait in the backlog until descriptors are free",
                 self.name,
                 count,
                 self.fd_ceiling + FD_HEADROOM,
@@ -197,6 +208,8 @@ class AcceptGate:
         except OSError as exc:  # out of descriptors for the duplicate itself: try again later
             self.resuming = False
             self._error(exc)
+            if self._retry is None and not self.closed_for_good:
+                self._retry = self.loop.call_later(RETRY, self.resume)
             return
         self.resuming = False
         if self.closed_for_good:
@@ -253,6 +266,21 @@ class AcceptGate:
             watch.discard(self)
         if self.collector is not None and self in self.collector.sources:
             self.collector.sources.remove(self)
+
+
+def _next_accepted_fd() -> int:
+    """The descriptor accept() would get once serving again: POSIX hands out the lowest free one,
+    and serving again takes one itself first (the listening socket's duplicate)."""
+    taken: list[int] = []
+    try:
+        for _ in range(2):
+            taken.append(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))
+    except OSError:
+        return 1 << 30  # not two free at all
+    finally:
+        for fd in taken:
+            os.close(fd)
+    return taken[1]
 
 
 def _serving(server: asyncio.AbstractServer) -> bool:
