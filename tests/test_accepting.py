@@ -35,7 +35,7 @@ async def main():
         def connection_made(self, t):
             conns.append(t)
             t.write(b"x")
-            gate.opened(t)
+            gate.opened()
 
     gate = AcceptGate("t", stream_listener("127.0.0.1:0", 128),
                       lambda s: loop.create_server(Hello, sock=s), 1000, conns.__len__, AcceptCollector())

@@ -21,9 +21,9 @@ want of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM):
   (asyncio/selector_events.py, `_accept_connection`).
 Accepting in Python instead of libuv would see every error but doubles the CPU an accept costs
 (about 25 against 50 µs per connection measured on this box). So the gate keeps uvloop's accept
-and avoids the failure: accept() hands out the lowest free descriptor, so a connection whose
-descriptor is within FD_HEADROOM of the limit shows that all below it are taken; the gate then
-pauses (reason `open_files`) and serves again when one of its connections closes, or a second
+and avoids the failure: every few connections it looks at the lowest free descriptor (what the
+next accept() would get, as POSIX hands them out), and when that is within FD_HEADROOM of the
+limit, all below it are taken; the gate then pauses (reason `open_files`) and serves again when one of its connections closes, or a second
 later (another listener's connections may be the ones to close). What still fails reaches the
 loop's exception handler, installed here: counted by errno, logged at most once a second per
 listener with the number of lines left out, and a server uvloop closed is made again after a
@@ -56,6 +56,7 @@ log = logging.getLogger("tidegate.accept")
 RESOURCE_ERRNOS: Final = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 RETRY: Final = 1.0  # seconds before serving again after an accept error or at the open-files limit
 FD_HEADROOM: Final = 64  # descriptors left for instance connections, health checks, logs, bursts
+FD_CHECK_EVERY: Final = 8  # connections accepted between two looks at the free descriptors
 LOG_EVERY: Final = 1.0  # at most one line a second per listener and kind of event
 PAUSE_REASONS: Final = ("max_connections", "open_files")
 
@@ -125,6 +126,7 @@ class AcceptGate:
         self.resuming = False
         self.closed_for_good = False
         self.fd_ceiling = open_files() - FD_HEADROOM
+        self._until_check = 1  # connections until the next look at the descriptors
         self.figures = AcceptFigures()
         self._served_fd = -1  # the duplicate the server reads: how asyncio's reports name it
         self._retry: asyncio.TimerHandle | None = None
@@ -143,14 +145,19 @@ class AcceptGate:
         return await self.serve(sock)
 
     # --- connections ---------------------------------------------------------------------------
-    def opened(self, transport: asyncio.BaseTransport) -> None:
+    def opened(self) -> None:
         """A connection was accepted (and is in `count` already)."""
         if self.count() >= self.max_connections:
             self.pause("max_connections")
             return
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.fileno() >= self.fd_ceiling:
-            self.pause("open_files")
+        # Every FD_CHECK_EVERY-th connection: asking uvloop for a connection's descriptor makes
+        # it keep a socket object for it (72 bytes an idle connection), and the probe costs
+        # four system calls; FD_HEADROOM covers the connections between two looks.
+        self._until_check -= 1
+        if self._until_check <= 0:
+            self._until_check = FD_CHECK_EVERY
+            if _next_accepted_fd() >= self.fd_ceiling:
+                self.pause("open_files")
 
     def closed(self) -> None:
         if self.paused is not None and (self.paused != "open_files" or _next_accepted_fd() < self.fd_ceiling):

@@ -80,7 +80,7 @@ class _Tcp(asyncio.Protocol):
         self._arm()
         gate = self.service.gate
         if gate is not None:
-            gate.opened(transport)
+            gate.opened()
 
     def _arm(self) -> None:
         if self.idle is not None:

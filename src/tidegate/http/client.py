@@ -150,7 +150,7 @@ class ClientConnection(ClientSide):
         self.fwd = self.xff_self + self.proto_line + b"X-Forwarded-Host: "
         conns = self.svc.conns
         conns.add(self)
-        self.svc.gate.opened(transport)
+        self.svc.gate.opened()
         self.since = self.loop.time()
         # A new connection must send its first request within the header timeout.
         self.idle_limit = self.plan.header_timeout
