@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
 from tidegate.balancing.instance import Instance
@@ -47,6 +47,10 @@ if TYPE_CHECKING:
     from tidegate.tcp.service import TcpService as Listener
 
 log = logging.getLogger("tidegate.tcp")
+
+
+def _discard(data: bytes) -> None:
+    pass
 
 
 def _shut(transport: asyncio.Transport, pending: int) -> None:
@@ -112,7 +116,7 @@ class Upstream:
         self.counters.bytes_out += len(data)
         conn.moved = True
         if conn.client_writable:
-            conn.client.write(data)
+            conn.client_write(data)
 
     def eof_received(self) -> bool:
         if not self.attached:
@@ -149,6 +153,7 @@ class Connection:
         "client_open",
         "client_paused",
         "client_writable",
+        "client_write",
         "closing",
         "connecting",
         "coro",
@@ -171,6 +176,7 @@ class Connection:
         "upstream_eof_seen",
         "upstream_open",
         "upstream_writable",
+        "upstream_write",
         "waiting",
     )
 
@@ -179,6 +185,9 @@ class Connection:
         self.high_water: int = listener.high_water
         self.client: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.upstream: asyncio.Transport = None  # type: ignore[assignment]  # set on attach
+        # The transports' bound write methods, looked up once, not per chunk.
+        self.client_write: Callable[[bytes], None] = _discard
+        self.upstream_write: Callable[[bytes], None] = _discard
         self.up: Upstream | None = None
         self.inst: Instance | None = None
         self.counters: Counters | None = None  # the adopted instance's
@@ -211,6 +220,7 @@ class Connection:
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         tr = cast(asyncio.Transport, transport)
         self.client = tr
+        self.client_write = tr.write
         self.client_open = self.client_writable = True
         tr.set_write_buffer_limits(self.high_water)
         lst = self.listener
@@ -319,6 +329,7 @@ class Connection:
         self.inst = up.inst
         self.counters = up.counters
         self.upstream = up.transport
+        self.upstream_write = up.transport.write
         self.upstream_open = self.upstream_writable = not up.lost
         up.attached = True
         lst = self.listener
@@ -334,7 +345,7 @@ class Connection:
             for data in pending:
                 up.counters.bytes_in += len(data)
                 if self.upstream_writable:
-                    self.upstream.write(data)
+                    self.upstream_write(data)
         if self.client_eof:
             self.client_eof = False  # let eof_received pass the half-close on now
             self.eof_received()
@@ -366,7 +377,7 @@ class Connection:
         counters.bytes_in += len(data)
         self.moved = True
         if self.upstream_writable:
-            self.upstream.write(data)
+            self.upstream_write(data)
 
     def eof_received(self) -> bool:
         if self.client_eof:
@@ -478,7 +489,8 @@ class Connection:
             return
         self.done = True
         up = self.up
-        if up is not None:  # no cycle left for the garbage collector
+        self.client_write = self.upstream_write = _discard  # no cycle left for the garbage collector
+        if up is not None:
             self.up = None
             up.transport = None
         inst = self.inst
