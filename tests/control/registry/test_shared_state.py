@@ -166,13 +166,14 @@ async def test_a_frozen_etcd_is_noticed_and_resynced(etcd: Etcd, prefix: str, ru
     assert etcd.proc is not None
     etcd.proc.signal(signal.SIGSTOP)
     try:
-        await one.registry.until(lambda: not one.registry.connected, timeout=15)
+        # Bounds for a loaded box (each wait returns as soon as the registry says so).
+        await one.registry.until(lambda: not one.registry.connected, timeout=40)
     finally:
         etcd.proc.signal(signal.SIGCONT)
-    await one.registry.until(lambda: one.registry.connected, timeout=15)
+    await one.registry.until(lambda: one.registry.connected, timeout=40)
     async with _client(etcd.url) as client:
         await client.put(hold_key(prefix, "web", A), encode_hold("drain"))
-    await one.registry.until(lambda: _state(one, "web", A) is State.DRAINING)
+    await one.registry.until(lambda: _state(one, "web", A) is State.DRAINING, timeout=40)
 
 
 async def test_a_reload_keeps_registrations_and_operator_state(
