@@ -55,6 +55,7 @@ def test_interface_example_parses() -> None:
     assert cfg.http[0].limits.max_header_bytes == 64 * 1024
     assert cfg.http[0].limits.max_body_bytes == 1024**3
     assert cfg.http[0].routes[0].pool == "web"
+    assert cfg.http[0].request_id_header == "X-Request-Id"
 
 
 @pytest.mark.parametrize(
@@ -68,6 +69,16 @@ def test_interface_example_parses() -> None:
         ('max_body_bytes = "1GiB"', 'max_body_bytes = "1GB"', ":30: http[0].limits.max_body_bytes: bad size"),
         ('hash_key = "source-ip"', 'hash_key = "header:"', ":7: pools[0].hash_key: must be"),
         ('listen = "127.0.0.1:8080"', 'listen = "nowhere"', ":25: http[0].listen:"),
+        (
+            'pool = "web"\nroutes',
+            'pool = "web"\nrequest_id_header = "X Id"\nroutes',
+            ":27: http[0].request_id_header: 'X Id' is not a header name",
+        ),
+        (
+            'pool = "web"\nroutes',
+            'pool = "web"\nrequest_id_header = "Host"\nroutes',
+            ":27: http[0].request_id_header: 'Host' is a field the gateway handles",
+        ),
     ],
 )
 def test_errors_name_line_and_key(old: str, new: str, expect: str) -> None:

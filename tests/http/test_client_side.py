@@ -43,13 +43,14 @@ class ParsedSide(ClientSide):
         self.svc = svc
         self.upstreams = svc.upstreams
         self.plan = svc.plan
+        self.rid_open = svc.plan.rid_open
         self.peer = b"127.0.0.1"
         self.tls_info = None
         self.closed = self.closing = self.write_paused = False
         self.events: list[tuple[str, Any]] = []
         self.done: asyncio.Future[Exchange] = svc.loop.create_future()
 
-    def answer(self, status: int, close: bool) -> int:
+    def answer(self, status: int, close: bool, req: Request) -> int:
         self.events.append(("answer", status))
         return 0
 

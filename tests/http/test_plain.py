@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from tidegate.http.host import valid_host
 from tidegate.http.plain import RequestLane, ResponseLane
+from tidegate.http.request_id import sane
 
 REQUEST_SPECIAL = {
     b"content-length",
@@ -32,6 +33,7 @@ RESPONSE_SPECIAL = {b"transfer-encoding", b"keep-alive", b"te", b"trailer", b"up
 RETRIED = frozenset({502, 504})
 
 MAX_FIELDS = 4  # small, so generated heads cross it
+RID = b"x-request-id"
 
 
 @dataclass
@@ -149,24 +151,40 @@ def plain_request(data: bytes, p: Parsed) -> bool:
     return not any(n in REQUEST_SPECIAL or n.startswith((b"x-forwarded-", b"proxy-")) for n in lowered)
 
 
+def request_ids(p: Parsed) -> list[bytes]:
+    return [v for n, v in p.headers if n.lower() == RID]
+
+
 @settings(max_examples=1500, deadline=None)
-@given(st.lists(requests(), min_size=1, max_size=8))
-def test_request_lane_takes_exactly_the_plain_requests(batch: list[bytes]) -> None:
+@given(st.lists(st.tuples(requests(), st.booleans()), min_size=1, max_size=8))
+def test_request_lane_takes_exactly_the_plain_requests(batch: list[tuple[bytes, bool]]) -> None:
     lane = RequestLane()  # one lane for the batch: what it refused must not spoil what follows
-    for data in batch:
+    for data, ids_on in batch:
         p = oracle(data, response=False)
-        taken = lane.take(data, 8192, MAX_FIELDS)
-        if plain_request(data, p):
+        taken = lane.take(data, 8192, MAX_FIELDS, RID if ids_on else b"")
+        ids = request_ids(p) if ids_on else []
+        # With ids on, a second id or one to replace goes the long way (which replaces it).
+        if plain_request(data, p) and (not ids or (len(ids) == 1 and sane(ids[0]))):
             host = next(v for n, v in p.headers if n.lower() == b"host").rstrip(b" \t")
-            assert taken == (p.method, p.url, host), data
+            assert taken == (p.method, p.url, host, ids[0] if ids else b""), data
         else:
             assert taken is None, data
 
 
 def test_request_lane_respects_the_size_bound() -> None:
     data = b"GET /" + b"a" * 100 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
-    assert RequestLane().take(data, len(data), MAX_FIELDS) is not None
-    assert RequestLane().take(data, len(data) - 1, MAX_FIELDS) is None
+    assert RequestLane().take(data, len(data), MAX_FIELDS, RID) is not None
+    assert RequestLane().take(data, len(data) - 1, MAX_FIELDS, RID) is None
+
+
+def test_request_lane_reads_the_request_id_in_any_case() -> None:
+    lane = RequestLane()
+    for spelling in (b"X-Request-Id", b"x-request-id", b"X-REQUEST-ID"):
+        data = b"GET / HTTP/1.1\r\nHost: x\r\n" + spelling + b": abc-1\r\n\r\n"
+        assert lane.take(data, 8192, MAX_FIELDS, RID) == (b"GET", b"/", b"x", b"abc-1")
+    # Not the field: same length, same first letter.
+    data = b"GET / HTTP/1.1\r\nHost: x\r\nX-Request-Ix: abc\r\n\r\n"
+    assert lane.take(data, 8192, MAX_FIELDS, RID) == (b"GET", b"/", b"x", b"")
 
 
 # --- responses ------------------------------------------------------------------------------
@@ -175,6 +193,7 @@ response_names = st.sampled_from(
         b"Server", b"Date", b"Content-Type", b"Set-Cookie", b"Content-Length", b"content-length",
         b"Connection", b"CONNECTION", b"Transfer-Encoding", b"Keep-Alive", b"TE", b"Trailer",
         b"Upgrade", b"Tidegate-Draining", b"Proxy-Authenticate", b"Tea", b"Connections",
+        b"X-Request-Id",
     ]
 )  # fmt: skip
 response_values = st.sampled_from(
@@ -183,7 +202,7 @@ response_values = st.sampled_from(
 
 
 benign_response = st.sampled_from(
-    [b"Server", b"Date", b"Content-Type", b"Set-Cookie", b"Tea", b"Connections"]
+    [b"Server", b"Date", b"Content-Type", b"Set-Cookie", b"Tea", b"Connections", b"x-request-ID"]
 )
 
 
@@ -238,12 +257,13 @@ def plain_response(data: bytes, p: Parsed) -> bool:
 
 
 @settings(max_examples=1500, deadline=None)
-@given(st.lists(responses(), min_size=1, max_size=8))
-def test_response_lane_takes_exactly_the_plain_responses(batch: list[bytes]) -> None:
+@given(st.lists(st.tuples(responses(), st.booleans()), min_size=1, max_size=8))
+def test_response_lane_takes_exactly_the_plain_responses(batch: list[tuple[bytes, bool]]) -> None:
     lane = ResponseLane()
-    for data in batch:
+    for data, ids_on in batch:
         p = oracle(data, response=True)
-        taken = lane.take(data, RETRIED)
+        rid_open = b"\r\nX-Request-Id: " if ids_on else b""
+        taken = lane.take(data, RETRIED, rid_open, b"gw-1" if ids_on else b"")
         if not plain_response(data, p):
             assert taken is None, data
             continue
@@ -258,5 +278,8 @@ def test_response_lane_takes_exactly_the_plain_responses(batch: list[bytes]) -> 
         assert q.ok and q.complete and q.status == p.status and q.body == p.body
         # A Connection line stays when it says keep-alive: true of the client's hop too.
         kept = [(n, v) for n, v in p.headers if n.lower() != b"connection" or keep]
+        # The request id is added unless the instance sent one itself (that one stands).
+        if ids_on and not request_ids(p):
+            kept.append((b"X-Request-Id", b"gw-1"))
         assert q.headers == [*kept, (b"Via", b"1.1 tidegate")]
         assert out.startswith(data[: data.find(b"\r\n") + 2])  # the status line as it came

@@ -65,6 +65,13 @@ Address = Annotated[
 ]
 
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")  # RFC 9110 §5.6.2, and not absurdly long
+# Fields the gateway frames, routes by or states itself: never a request id's.
+_OWN_FIELDS = frozenset(
+    ["host", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "trailer", "upgrade", "expect", "via", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "date", "server"]
+)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -202,6 +209,9 @@ class HttpConfig(_Section):
     routes: list[RouteConfig] = Field(default_factory=list)
     workers: int = Field(default=1, ge=1, le=256)
     access_log: str | None = None  # a file path, "-" for stdout; None switches it off
+    # The request id's header (http/request_id.py): taken from the client or made, passed to the
+    # instance, returned to the client, logged. "" switches it off.
+    request_id_header: str = "X-Request-Id"
     tls: HttpTlsConfig | None = None
     # HTTP/2 with prior knowledge (h2c) on a cleartext listener, next to HTTP/1.1 (docs/configuration.md);
     # a TLS listener offers h2 by ALPN ([http.tls] alpn)
@@ -213,6 +223,15 @@ class HttpConfig(_Section):
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
     _addr = field_validator("listen")(_check_address)
+
+    @field_validator("request_id_header")
+    @classmethod
+    def _header_name(cls, v: str) -> str:
+        if v and not _TOKEN.fullmatch(v):
+            raise ValueError(f"{v!r} is not a header name (RFC 9110 token characters), or \"\" for off")
+        if v.lower() in _OWN_FIELDS or v.lower().startswith("proxy-"):
+            raise ValueError(f"{v!r} is a field the gateway handles itself")
+        return v
 
     @model_validator(mode="after")
     def _has_a_pool(self) -> HttpConfig:

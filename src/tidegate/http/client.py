@@ -29,8 +29,9 @@ from tidegate.http.exchange import Exchange
 from tidegate.http.headers import REQUEST_HEADERS, VIA, Req, connection_tokens
 from tidegate.http.host import valid_host
 from tidegate.http.phases import TUNNEL
-from tidegate.http.plain import VIA_END, RequestLane
+from tidegate.http.plain import CRLF_VIA_END, VIA_END, RequestLane
 from tidegate.http.request import Request
+from tidegate.http.request_id import new_id, sane
 
 if TYPE_CHECKING:
     from tidegate.balancing.instance import Instance
@@ -85,6 +86,9 @@ class ClientConnection(ClientSide):
         "read_paused",
         "reject",
         "req",
+        "rid_field",
+        "rid_name",
+        "rid_open",
         "since",
         "svc",
         "tls_info",
@@ -103,6 +107,11 @@ class ClientConnection(ClientSide):
         self.loop = svc.loop
         self.upstreams = svc.upstreams
         self.plan: ListenerPlan = svc.plan
+        # The plan's request id field (read per request: kept here, a native field, not looked
+        # up on the plan each time); set again whenever the plan changes (_use_plan).
+        self.rid_name = self.plan.rid_name
+        self.rid_field = self.plan.rid_field
+        self.rid_open = self.plan.rid_open
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         # The long way's parser, made when a buffer first goes that way: a connection whose
         # requests all take the fast lane never needs one (0.5 KiB on every idle connection).
@@ -251,15 +260,16 @@ class ClientConnection(ClientSide):
     def _fast_request(self, data: bytes) -> bool:
         """The fast lane (http/plain.py): a plain request, taken whole; False: not taken."""
         plan = self.svc.plan
-        plain = self.lane.take(data, plan.plain_head_max, plan.max_header_fields)
+        if plan is not self.plan:
+            self._use_plan(plan)
+        plain = self.lane.take(data, plan.plain_head_max, plan.max_header_fields, self.rid_name)
         if plain is None:
             return False
-        method, url, host = plain
+        method, url, host, rid = plain
         target = plan.routes.match(host, url if url[:1] == b"/" else _path_of(url))
         if target is None:
             return False
         now = self.loop.time()
-        self.plan = plan
         self.since = now
         req = Request(now, data)
         req.method = method
@@ -268,7 +278,14 @@ class ClientConnection(ClientSide):
         req.complete = True
         if target.key is not None:
             req.fill_names()
-        req.head = b"".join((data[:-2], self.fwd, host, b"\r\n", VIA_END))
+        if len(rid):
+            req.rid = rid  # the client's: its line goes on where it is, the answer gets it back
+            req.head = b"".join((data[:-2], self.fwd, host, b"\r\n", VIA_END))
+        elif len(self.rid_open):
+            rid = req.rid = new_id()
+            req.head = b"".join((data[:-2], self.fwd, host, self.rid_open, rid, CRLF_VIA_END))
+        else:
+            req.head = b"".join((data[:-2], self.fwd, host, b"\r\n", VIA_END))
         ex = Exchange(self, req, target, True)
         self.queue.append(ex)
         ex.start()
@@ -279,13 +296,21 @@ class ClientConnection(ClientSide):
         if self.ended:
             raise _Reject  # the connection ended while this buffer was being parsed
         now = self.loop.time()
-        self.plan = self.svc.plan  # a reload applies from the next request on
+        plan = self.svc.plan  # a reload applies from the next request on
+        if plan is not self.plan:
+            self._use_plan(plan)
         self.req = Request(now)
         self.parsing = True
         self.since = now
         self.hbytes = 0
         self.nfields = 0
         self.head_raw = 0
+
+    def _use_plan(self, plan: ListenerPlan) -> None:
+        self.plan = plan
+        self.rid_name = plan.rid_name
+        self.rid_field = plan.rid_field
+        self.rid_open = plan.rid_open
 
     def on_url(self, url: bytes) -> None:
         req = self.req
@@ -308,6 +333,10 @@ class ClientConnection(ClientSide):
         lname = name.lower()
         kind = REQUEST_HEADERS.get(lname)
         if kind is None:
+            if lname == self.rid_name:
+                if not req.rid and sane(value):
+                    req.rid = value  # its line goes last (_upstream_head); an insane one is replaced
+                return
             if lname[:6] != b"proxy-":
                 req.names.append(lname)
                 req.values.append(value)
@@ -471,8 +500,19 @@ class ClientConnection(ClientSide):
             parts.append(b"Transfer-Encoding: chunked\r\n")
         if req.upgrade is not None:
             parts.append(b"Connection: upgrade\r\nUpgrade: " + req.upgrade + b"\r\n")
+        parts.append(self._rid_line(req))
         parts.append(b"\r\n")
         return b"".join(parts)
+
+    def _rid_line(self, req: Request) -> bytes:
+        """The request id's line for `req`, made (with the id, if it has none) on first use;
+        b"" when ids are off."""
+        line = req.rid_line
+        if not line and self.rid_name:
+            if not req.rid:
+                req.rid = new_id()
+            line = req.rid_line = b"".join((self.rid_field, req.rid, b"\r\n"))
+        return line
 
     # --- errors, upgrades, the end of an exchange -------------------------------------------
     def _broken_stream(self, status: int) -> None:
@@ -544,11 +584,11 @@ class ClientConnection(ClientSide):
         """Whether `ex` answers last before a connection that is closing closes."""
         return self.closing and (not self.queue or self.queue[-1] is ex)
 
-    def answer(self, status: int, close: bool) -> int:
+    def answer(self, status: int, close: bool, req: Request) -> int:
         # The gateway's own answers (400, 404, 413, 431, 502, 504…), counted for /metrics.
         answers = self.svc.answers
         answers[status] = answers.get(status, 0) + 1
-        data = responses.error(status, close=close)
+        data = responses.error(status, close, self._rid_line(req))
         if not self.closed:
             self.transport.write(data)
         return len(data)

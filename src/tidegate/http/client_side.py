@@ -27,7 +27,7 @@ The response, two ways. `raw_http1` chooses:
   `via` added, `content-length` present when the instance framed the body by length. Trailers
   are not passed on (nor are they to HTTP/1.1 clients). A response to HEAD, 204 or 304 gets
   head and end, no data.
-The gateway's own answers (502, 504, 408...) come through `answer(status, close)` either way.
+The gateway's own answers (502, 504, 408...) come through `answer(status, close, req)` either way.
 
 After the exchange. `exchange_done(ex, now)` is called once when the exchange is over (not for
 one the client side ended with `client_gone`); `ex.close_client` says the connection should
@@ -55,6 +55,7 @@ from mypy_extensions import mypyc_attr
 if TYPE_CHECKING:
     from tidegate.http.exchange import Exchange
     from tidegate.http.plan import ListenerPlan
+    from tidegate.http.request import Request
     from tidegate.http.service import HttpService
     from tidegate.http.upstream import UpstreamConnection, Upstreams
 
@@ -71,15 +72,17 @@ class ClientSide:
     svc: HttpService
     upstreams: Upstreams
     plan: ListenerPlan  # the listener's plan the request was read under
+    rid_open: bytes  # that plan's CRLF + request id field + ": " (b"": ids off); read per response
     peer: bytes  # the client's address, for hash keys and the access log
     tls_info: tuple[str, str] | None  # (TLS version, cipher) for the access log; None: cleartext
     closed: bool  # the client's connection is gone
     closing: bool  # the connection ends after the answers owed (graceful stop, half-close...)
     write_paused: bool  # the client reads slower than answers come
 
-    def answer(self, status: int, close: bool) -> int:
-        """Send the gateway's own answer `status`; close: the connection ends after it.
-        Returns the bytes it took (for the access log)."""
+    def answer(self, status: int, close: bool, req: Request) -> int:
+        """Send the gateway's own answer `status` to `req`; close: the connection ends after it.
+        It carries the request's id (made now if the request has none yet: a request refused
+        before its head was read whole). Returns the bytes it took (for the access log)."""
         raise NotImplementedError
 
     def send_continue(self) -> None:

@@ -154,7 +154,7 @@ class Exchange:
         if canned:
             self.phase = step(self.phase, ANSWER)
             self.own_answer = True
-            self.client.answer(canned, True)
+            self.client.answer(canned, True, self.req)
             self.finished = True
             self.client.exchange_done(self)
             return
@@ -493,7 +493,7 @@ class Exchange:
         close = not req.keep_alive or not req.complete or client.last_answer(self)
         if req.upgrade is not None and status != 101:
             close = True
-        if conn.commit(client, status, req.version == b"1.0", req.is_head, close):
+        if conn.commit(client, status, req.version == b"1.0", req.is_head, close, req.rid):
             self.close_client = self.closed_by_head = True
         self.phase = step(self.phase, HOLD if conn.hold_head else HEAD)
         self.status = status
@@ -573,7 +573,7 @@ class Exchange:
         self.status = status
         if close:
             self.close_client = True
-        self.bytes_out += client.answer(status, close)
+        self.bytes_out += client.answer(status, close, req)
 
     def _log(self) -> None:
         # Only called with the access log on: nothing here costs a request when it is off.
@@ -583,6 +583,7 @@ class Exchange:
         now = client.loop.time()
         entry = {
             "time": rfc3339_ms(time.time()),
+            "request_id": req.rid.decode("ascii") if req.rid else None,
             "client": client.peer.decode(),
             "method": req.method.decode("latin-1"),
             "host": req.host.decode("latin-1") if req.host is not None else None,

@@ -30,9 +30,10 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser, Htt
 
 from tidegate.http.headers import FORWARD, REQUEST_HEADERS, RESPONSE_EXACT, RESPONSE_HEADERS, VIA
 from tidegate.http.host import valid_host
+from tidegate.http.request_id import sane
 
 VIA_END: Final = b"Via: " + VIA + b"\r\n\r\n"
-_CRLF_VIA_END: Final = b"\r\n" + VIA_END
+CRLF_VIA_END: Final = b"\r\n" + VIA_END
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
 
 # What a lane does with a field, by name. The tables hold the lowercase names that matter and,
@@ -93,6 +94,15 @@ def _firsts(*tables: dict[bytes, int]) -> bytes:
 
 _REQUEST_FIRSTS: Final = _firsts(_REQUEST_FIELDS, {b"proxy-": 1, b"x-forwarded-": 1})
 _RESPONSE_FIRSTS: Final = _firsts(_RESPONSE_FIELDS, {b"proxy-": 1})
+_RID: Final = 2  # in a lane's own firsts: the request id's field may start with this byte
+
+
+def _with_rid(firsts: bytes, rid_name: bytes) -> bytes:
+    """`firsts` with _RID added for the first byte of `rid_name` (either case; none if b"")."""
+    if not rid_name:
+        return firsts
+    first = rid_name[0] | 32
+    return bytes(f | _RID if b | 32 == first else f for b, f in enumerate(firsts))
 
 
 # Two functions rather than one taking the table: each reads its own Final table as a C global
@@ -134,6 +144,11 @@ class RequestLane:
         self.url = b""
         self.host: bytes | None = None
         self.fields = 0
+        self.rid_name = b""  # the request id's field, lowercase (b"": off)
+        self.rid_len = 0
+        # _REQUEST_FIRSTS with the request id's first byte: one lookup still passes most fields.
+        self.firsts = _REQUEST_FIRSTS
+        self.rid = b""
 
     def _forget(self) -> None:
         # Its own method: the parser's callbacks change these during take(), and a type
@@ -144,6 +159,7 @@ class RequestLane:
         self.url = b""
         self.host = None
         self.fields = 0
+        self.rid = b""
 
     # --- llhttp's callbacks -----------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -154,8 +170,18 @@ class RequestLane:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.fields += 1
-        if not _REQUEST_FIRSTS[name[0]]:
+        first = self.firsts[name[0]]
+        if not first:
             return  # no field the lane acts on starts with this letter
+        if first & _RID:
+            if len(name) == self.rid_len and name.lower() == self.rid_name:
+                if len(self.rid) or not sane(value):
+                    self.plain = False  # a second id, or one to replace: the long way
+                else:
+                    self.rid = value
+                return
+            if first == _RID:
+                return
         kind = _request_field(name)
         if kind == _HOST and self.host is None:
             self.host = value
@@ -166,18 +192,27 @@ class RequestLane:
         self.complete = True
 
     # --- the judgement ----------------------------------------------------------------------
-    def take(self, data: bytes, max_head: int, max_fields: int) -> tuple[bytes, bytes, bytes] | None:
-        """(method, request target, Host value) of a plain request filling `data`, else None.
+    def take(
+        self, data: bytes, max_head: int, max_fields: int, rid_name: bytes
+    ) -> tuple[bytes, bytes, bytes, bytes] | None:
+        """(method, request target, Host value, request id) of a plain request filling `data`,
+        else None.
 
         `max_head` is the most bytes a head may have here without counting lines against the
         limits (no longer than the request-line and the header limits both); a head with more
         than `max_fields` fields, or a Host outside its grammar, goes the long way (to its 4xx).
+        `rid_name`: the request id's field, lowercase (b"": off); the id is the client's sane
+        one (left in the head), b"" when it sent none. An id to replace goes the long way.
         """
         # The head ends the buffer, and only once: no blank line (a stray CRLF, which llhttp
         # would skip) just before its end.
         if len(data) > max_head or not data.endswith(b"\r\n\r\n") or data[-6:-4] == b"\r\n":
             return None
         self._forget()
+        if rid_name is not self.rid_name:
+            self.rid_name = rid_name
+            self.rid_len = len(rid_name)
+            self.firsts = _with_rid(_REQUEST_FIRSTS, rid_name)
         parser = self.parser
         try:
             parser.feed_data(data)
@@ -198,7 +233,7 @@ class RequestLane:
             # HTTP/1.1, the request line from the buffer's first byte (no stray CRLF before it).
             at = len(method) + 1 + len(url)
             if data[at : at + 11] == b" HTTP/1.1\r\n" and method != b"HEAD" and valid_host(host):
-                return method, url, host
+                return method, url, host, self.rid
         self.parser = HttpRequestParser(self)  # it may be inside a message the long way takes
         return None
 
@@ -218,6 +253,11 @@ class ResponseLane:
         self.keep = True
         self.length = b""
         self.connection = False
+        self.rid_open = b""  # take()'s last rid_open, and what follows from it
+        self.rid_name = b""
+        self.rid_len = 0
+        self.firsts = _RESPONSE_FIRSTS
+        self.rid_seen = False  # the instance sent its own request id field
 
     def _forget(self) -> None:
         # Its own method, as RequestLane's: the callbacks change these during take().
@@ -227,14 +267,22 @@ class ResponseLane:
         self.keep = True
         self.length = b""
         self.connection = False
+        self.rid_seen = False
 
     # --- llhttp's callbacks -----------------------------------------------------------------
     def on_message_begin(self) -> None:
         self.messages += 1
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not _RESPONSE_FIRSTS[name[0]]:
+        first = self.firsts[name[0]]
+        if not first:
             return  # no field the lane acts on starts with this letter
+        if first & _RID:
+            if len(name) == self.rid_len and name.lower() == self.rid_name:
+                self.rid_seen = True
+                return
+            if first == _RID:
+                return
         kind = _response_field(name)
         if kind == _PASS:
             return
@@ -255,12 +303,16 @@ class ResponseLane:
         self.complete = True
 
     # --- the judgement ----------------------------------------------------------------------
-    def take(self, data: bytes, retried: Container[int]) -> tuple[int, bytes, bool] | None:
+    def take(
+        self, data: bytes, retried: Container[int], rid_open: bytes, rid: bytes
+    ) -> tuple[int, bytes, bool] | None:
         """(status, what the client gets, whether the instance keeps the connection) of a plain
         response filling `data` (head and exactly its Content-Length of body), else None.
 
         `retried`: statuses the retry rules look at (they go the long way, as does 503, which
-        may be the drain signal).
+        may be the drain signal). `rid`: the request's id (b"": none), added as a field after
+        `rid_open` (CRLF, the field's name, ": "; b"" when ids are off) unless the instance sent
+        that field itself (then that one stands: usually the id, echoed).
         """
         if len(data) < 13 or not data.startswith(b"HTTP/1.1 "):
             return None
@@ -271,6 +323,11 @@ class ResponseLane:
         if status < 200 or status == 503 or status in _NO_BODY_STATUSES or status in retried:
             return None
         self._forget()
+        if rid_open is not self.rid_open:
+            self.rid_open = rid_open
+            self.rid_name = rid_open[2:-2].lower()
+            self.rid_len = len(self.rid_name)
+            self.firsts = _with_rid(_RESPONSE_FIRSTS, self.rid_name)
         try:
             self.parser.feed_data(data)
         except (HttpParserError, HttpParserUpgrade):
@@ -284,12 +341,19 @@ class ResponseLane:
             # No Content-Length, or bytes after the message (llhttp skips a stray CRLF there).
             self.parser = HttpResponseParser(self)
             return None
+        if self.rid_seen:
+            rid = b""
         if self.keep:
             # A `Connection: keep-alive` line may stay: hop-by-hop, but as true of the client's
             # hop (the lane answers only kept-alive HTTP/1.1 requests), as nginx says it itself.
-            return status, b"".join((head, _CRLF_VIA_END, body)), True
+            if len(rid):
+                return status, b"".join((head, rid_open, rid, CRLF_VIA_END, body)), True
+            return status, b"".join((head, CRLF_VIA_END, body)), True
         self.parser = HttpResponseParser(self)  # llhttp takes nothing after a close
         # `Connection: close` is the instance's hop only: the client gets the head without it.
         lines = [ln for ln in head.split(b"\r\n") if ln.partition(b":")[0].lower() != b"connection"]
-        lines.append(VIA_END)
+        if len(rid):
+            lines.append(b"".join((rid_open[2:], rid, CRLF_VIA_END)))
+        else:
+            lines.append(VIA_END)
         return status, b"".join((b"\r\n".join(lines), body)), False

@@ -31,6 +31,9 @@ class ListenerPlan:
         "max_request_line",
         "plain_head_max",
         "response_timeout",
+        "rid_field",
+        "rid_name",
+        "rid_open",
         "routes",
         "tick",
         "tmpdir",
@@ -45,6 +48,11 @@ class ListenerPlan:
         self.head_guard = lim.max_header_bytes + lim.max_request_line_bytes + _HEAD_SLACK
         # A head no longer than both limits is within each: the fast lane need not count.
         self.plain_head_max = min(lim.max_header_bytes, lim.max_request_line_bytes)
+        # The request id's header (http/request_id.py): its lowercase name (b"": off) and the
+        # start of its line as the gateway writes it.
+        self.rid_name = cfg.request_id_header.lower().encode()
+        self.rid_field = cfg.request_id_header.encode() + b": "
+        self.rid_open = b"\r\n" + self.rid_field if self.rid_name else b""
         self.max_body_bytes = lim.max_body_bytes
         self.body_in_memory = lim.body_in_memory
         self.tmpdir = lim.spool_dir

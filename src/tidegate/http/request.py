@@ -38,6 +38,8 @@ class Request:
     body_bytes = 0
     conn_tokens: list[bytes] | None = None  # Connection tokens naming headers to drop
     raw: bytes | None = None  # the client's head, when the fast lane took the request
+    rid = b""  # the request id (http/request_id.py); b"" while none, or when they are off
+    rid_line = b""  # its line as the gateway writes it, made when needed (not on the fast lane)
 
     def __init__(self, started: float, raw: bytes | None = None) -> None:
         self.started = started

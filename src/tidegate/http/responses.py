@@ -46,13 +46,14 @@ def date_line() -> bytes:
     return _Clock.line
 
 
-def error(status: int, close: bool = True) -> bytes:
-    """A complete response for one of the gateway's own error statuses."""
+def error(status: int, close: bool = True, extra: bytes = b"") -> bytes:
+    """A complete response for one of the gateway's own error statuses; `extra`: header lines
+    to add (the request id's)."""
     table = _CLOSE if close else _KEEP
     parts = table.get(status)
     if parts is None:
         parts = _build(status, close)
-    return parts[0] + date_line() + parts[1]
+    return b"".join((parts[0], date_line(), extra, parts[1]))
 
 
 def reason(status: int) -> bytes:

@@ -276,7 +276,7 @@ class UpstreamConnection:
         target = ex.target
         if target is None or ex.client.closing:
             return False
-        plain = self.lane.take(data, target.policy.statuses)
+        plain = self.lane.take(data, target.policy.statuses, ex.client.rid_open, ex.req.rid)
         if plain is None:
             return False
         status, out, keep = plain
@@ -373,13 +373,21 @@ class UpstreamConnection:
         self._complete(reusable=self.keep_alive)
 
     # --- the response, towards the client ---------------------------------------------------
-    def commit(self, sink: ClientSide, status: int, client_http10: bool, no_body: bool, close: bool) -> bool:
+    def commit(
+        self, sink: ClientSide, status: int, client_http10: bool, no_body: bool, close: bool, rid: bytes = b""
+    ) -> bool:
         """Accept this response for the client side `sink`: build its head. Returns whether the
-        client's connection closes after it."""
+        client's connection closes after it. `rid`: the request's id, added to the head unless
+        the instance sent that field itself (then its own stands: usually the id, echoed)."""
         lines = self.lines
         if self.conn_tokens:
             drop = {t + b":" for t in self.conn_tokens}
             lines = [ln for ln in lines if ln[: ln.index(b":") + 1].lower() not in drop]
+        if rid:
+            rid_name = sink.plan.rid_name
+            n = len(rid_name) + 1
+            if rid_name and not any(ln[:n].lower() == rid_name + b":" for ln in lines):
+                lines = [*lines, b"".join((sink.plan.rid_field, rid, b"\r\n"))]
         # A short body of known length is all but sent with its head: the head waits for it, so
         # an instance that dies in between has shown the client nothing and the attempt can be
         # retried. A streamed body (chunked, or long) gets its head at once, as before.

@@ -48,6 +48,7 @@ from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
+from tidegate.http import request_id
 from tidegate.http.attempts import BodyStore
 from tidegate.http.exchange import Exchange
 from tidegate.http.h2.fields import Malformed, parse_request, upstream_head
@@ -222,6 +223,8 @@ class H2ClientConnection:
         req.is_head = h.method == b"HEAD"
         req.xff = h.xff
         req.via = h.via
+        if plan.rid_name:
+            req.rid = request_id.take(h.names, h.values, plan.rid_name)
         req.lines, req.head = upstream_head(h, self.peer, self.proto, has_body)
         stream = H2Stream(self, sid, req)
         self.streams[sid] = stream

@@ -52,6 +52,7 @@ class H2Stream(ClientSide):
         self.svc = conn.svc
         self.upstreams = conn.upstreams
         self.plan = conn.plan
+        self.rid_open = conn.plan.rid_open
         self.peer = conn.peer
         self.tls_info = conn.tls_info
         self.closed = False  # reset, or the connection is gone: nothing more goes to the client
@@ -66,7 +67,7 @@ class H2Stream(ClientSide):
         self.pending_bytes = 0
 
     # --- ClientSide -------------------------------------------------------------------------
-    def answer(self, status: int, close: bool) -> int:
+    def answer(self, status: int, close: bool, req: Request) -> int:
         if self.closed or self.answered:
             return 0
         answers = self.svc.answers  # the gateway's own answers, for /metrics (tls_metrics.py)
@@ -74,6 +75,8 @@ class H2Stream(ClientSide):
         body = f"{status} {_reason(status)}\n".encode()
         fields = [(b":status", b"%d" % status), (b"content-type", b"text/plain"),
                   (b"content-length", b"%d" % len(body))]
+        if req.rid:  # taken or made with the request's head (h2/connection.py)
+            fields.append((self.plan.rid_name, req.rid))
         self.conn.h2.send_headers(self.sid, fields)
         self.answered = True
         self.pending.append(body)
