@@ -115,6 +115,45 @@ def test_workers_share_the_address_and_the_figures_are_summed(start_tidegate) ->
         )
 
 
+def test_responses_are_counted_by_status_class_and_summed_over_workers(start_tidegate) -> None:
+    """Each worker counts its instances' answers by class (1xx-5xx); /api/pools, /metrics and
+    the history the dashboard draws add the workers' counts up."""
+    with Backend("a") as a, Backend("b") as b:
+        gw = start_tidegate(config(a, b, workers=2))
+        addr = gw.address("http")
+        sent = {"/": 30, "/status/404": 20, "/status/500": 10}
+        for path, n in sent.items():
+            for _ in range(n):
+                assert get(addr, path)[0] == {"/": 200, "/status/404": 404, "/status/500": 500}[path]
+        want = {"1xx": 0, "2xx": 30, "3xx": 0, "4xx": 20, "5xx": 10}
+
+        def summed() -> dict[str, int] | None:
+            view = pool_view(gw)
+            got = {c: sum(i["responses"][c] for i in view["instances"]) for c in want}
+            return got if got == want else None
+
+        until(summed, timeout=30)
+        assert pool_view(gw)["totals"]["requests"] == 60
+        metrics = api(gw, path="/metrics")
+        by_code: dict[str, float] = {}
+        for m in re.finditer(
+            r'^tidegate_instance_responses_total\{([^}]*)\} (\S+)$', metrics, re.M
+        ):
+            code = re.search(r'code="(\dxx)"', m.group(1))
+            assert code is not None and 'pool="web"' in m.group(1)
+            by_code[code.group(1)] = by_code.get(code.group(1), 0) + float(m.group(2))
+        assert by_code == {c: n for c, n in want.items() if n}, metrics
+
+        def drawn() -> bool:
+            # The history's per-second rates: some 4xx and 5xx seen across the points.
+            pools = api(gw, path="/api/history")["pools"]["web"]["pool"]
+            return sum(v or 0 for v in pools["responses_4xx_per_s"]) > 0 and sum(
+                v or 0 for v in pools["responses_5xx_per_s"]
+            ) > 0
+
+        until(drawn, timeout=30)
+
+
 def test_operator_drain_and_weight_reach_every_worker(start_tidegate) -> None:
     with Backend("a") as a, Backend("b") as b:
         gw = start_tidegate(config(a, b, workers=2))

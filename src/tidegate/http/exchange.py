@@ -337,6 +337,7 @@ class Exchange:
         c.active -= 1
         if outcome is None:
             c.completed += 1
+            c.count_status(self.status)
             c.record_latency((now if now >= 0 else self.client.loop.time()) - self.started)
             self.target.pool.report(inst, True)  # type: ignore[union-attr]
         elif outcome is not ABANDONED:

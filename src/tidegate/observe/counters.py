@@ -4,6 +4,8 @@
 - IOPS: completed requests per second, a rate over a sliding window (see `rate.py`);
 - traffic: bytes in (client → instance) and bytes out (instance → client).
 
+And, for HTTP, the responses an instance gave by status class (`status_counts`).
+
 Plain integers bumped on the hot path; rates and exposition are derived when someone looks.
 """
 
@@ -44,6 +46,13 @@ class Counters:
     # Non-cumulative counts per bucket of LATENCY_BOUNDS, the last one for +Inf.
     latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
     latency_sum: float = 0.0
+    # Responses the instance gave to the client by status class: 1xx, 2xx, 3xx, 4xx, 5xx (HTTP).
+    status_counts: list[int] = field(default_factory=lambda: [0] * 5)
+
+    def count_status(self, status: int) -> None:
+        k = status // 100 - 1
+        if 0 <= k < 5:
+            self.status_counts[k] += 1
 
     def record_latency(self, seconds: float) -> None:
         # The first bucket whose bound is not below `seconds` (bisect_left), by a scan from the

@@ -30,10 +30,13 @@ METRICS: Final[tuple[str, ...]] = (
     "retries_per_s",
     "bytes_in_per_s",
     "bytes_out_per_s",
+    "responses_4xx_per_s",  # HTTP responses of the instances by status class
+    "responses_5xx_per_s",
     "connections",
     "p50_ms",
     "p99_ms",
 )
+_RATES: Final = METRICS.index("connections")  # the figures before it are rates of counts
 DEFAULT_SIZE: Final = 300  # five minutes at one point a second
 
 Point = tuple[float | None, ...]
@@ -107,10 +110,15 @@ class _Seen:
     bytes_in: int
     bytes_out: int
     latency: list[int]
+    r4xx: int
+    r5xx: int
 
     @staticmethod
     def of(c: Counters) -> _Seen:
-        return _Seen(c.completed, c.failures, c.retries, c.bytes_in, c.bytes_out, list(c.latency_counts))
+        s = c.status_counts
+        return _Seen(
+            c.completed, c.failures, c.retries, c.bytes_in, c.bytes_out, list(c.latency_counts), s[3], s[4]
+        )
 
 
 def _grown(new: int, old: int) -> int:
@@ -122,12 +130,13 @@ class _Sums:
     __slots__ = ("buckets", "connections", "figures")
 
     def __init__(self) -> None:
-        self.figures = [0.0] * 5  # requests, failures, retries, bytes in, bytes out (counts)
+        # requests, failures, retries, bytes in, bytes out, 4xx and 5xx responses (counts)
+        self.figures = [0.0] * _RATES
         self.connections = 0.0
         self.buckets = [0] * (len(LATENCY_BOUNDS) + 1)
 
     def add(self, other: _Sums) -> None:
-        for k in range(5):
+        for k in range(_RATES):
             self.figures[k] += other.figures[k]
         self.connections += other.connections
         for k, n in enumerate(other.buckets):
@@ -178,12 +187,16 @@ class History:
                     float(_grown(new.retries, old.retries)),
                     float(_grown(new.bytes_in, old.bytes_in)),
                     float(_grown(new.bytes_out, old.bytes_out)),
+                    float(_grown(new.r4xx, old.r4xx)),
+                    float(_grown(new.r5xx, old.r5xx)),
                 ]
                 sums.buckets = [_grown(n, o) for n, o in zip(new.latency, old.latency, strict=True)]
             pools.setdefault(pool, _Sums()).add(sums)
-            points[key] = sums.point(dt) if old is not None else (None,) * 5 + (c.active, None, None)
+            points[key] = sums.point(dt) if old is not None else (None,) * _RATES + (c.active, None, None)
         for pool, sums in pools.items():
-            points[(pool, None)] = sums.point(dt) if dt > 0 else (None,) * 5 + (sums.connections, None, None)
+            points[(pool, None)] = (
+                sums.point(dt) if dt > 0 else (None,) * _RATES + (sums.connections, None, None)
+            )
         self._seen = seen
         filled = len(self.times)
         self.times.append(round(now, 3))

@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 from tidegate.observe.counters import LATENCY_BOUNDS, Counters
 
 LABELS = ("pool", "instance")
+_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")  # Counters.status_counts, in order
 
 
 class InstanceView(NamedTuple):
@@ -100,6 +101,11 @@ class InstanceCollector(Collector):
             "Time from sending the request to the instance to the end of its response.",
             labels=LABELS,
         )
+        responses = CounterMetricFamily(
+            "tidegate_instance_responses",
+            "HTTP responses the instance gave to clients, by status class (code: 1xx to 5xx).",
+            labels=(*LABELS, "code"),
+        )
         state = GaugeMetricFamily(
             "tidegate_instance_state",
             "1 for the state the instance is in, 0 for the others.",
@@ -125,6 +131,9 @@ class InstanceCollector(Collector):
             failures.add_metric(labels, c.failures)
             retries.add_metric(labels, c.retries)
             latency.add_metric(labels, histogram_buckets(c.latency_counts), c.latency_sum)
+            for k, n in enumerate(c.status_counts):
+                if n:
+                    responses.add_metric([*labels, _CLASSES[k]], n)
             for s in self._states:
                 state.add_metric([*labels, s], 1.0 if s == v.state else 0.0)
             weight.add_metric(labels, v.weight)
@@ -139,6 +148,7 @@ class InstanceCollector(Collector):
             failures,
             retries,
             latency,
+            responses,
             state,
             weight,
             effective,

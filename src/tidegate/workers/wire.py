@@ -115,6 +115,7 @@ def counters_vector(c: Counters) -> list[float]:
         c.retries,
         c.latency_sum,
         *c.latency_counts,
+        *c.status_counts,
     ]
 
 
@@ -141,6 +142,11 @@ def add_increase(c: Counters, new: list[float], old: list[float] | None) -> None
     for k in range(len(counts)):
         d = int(new[7 + k] - old[7 + k])
         counts[k] += d if d >= 0 else int(new[7 + k])
+    statuses = c.status_counts
+    at = 7 + len(counts)
+    for k in range(min(len(statuses), len(new) - at)):
+        d = int(new[at + k] - old[at + k])
+        statuses[k] += d if d >= 0 else int(new[at + k])
 
 
 def figures_of(pools: Mapping[str, Pool]) -> dict[str, dict[str, list[float]]]:

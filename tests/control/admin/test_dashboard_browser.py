@@ -56,6 +56,8 @@ class Traffic:
         while not self.done.is_set():
             try:
                 path = "/slow?ms=15" if self.sent % 5 == 0 else f"/bytes/{1000 + self.sent * 7919 % 4000}"
+                if self.sent % 7 == 3:
+                    path = "/status/404"  # for the errors-by-class chart
                 conn.request("GET", path)
                 conn.getresponse().read()
                 self.sent += 1
@@ -223,6 +225,11 @@ def test_the_page_loads_and_its_charts_draw(browser: Any, gateway: Gateway, tmp_
             }"""
         )
         assert page.locator(".chart canvas").count() >= 5
+        # Errors by status class: the traffic's 404s are a 4xx line with points above 0.
+        page.wait_for_function(
+            """() => window.tidegate.charts.some(c => c.plot && c.title === 'errors/s by class'
+                 && (c.plot.data[1] || []).filter(v => v > 0).length >= 2)"""
+        )
         # The pool's facts and the health column come from the other layers.
         until(lambda: "last check" in page.inner_text("thead"))
         # The other layers' figures about the pool: health, HTTP, TCP and DNS.

@@ -146,6 +146,25 @@ def test_counters_only_grow_by_what_grew(start: list[int], more: list[int]) -> N
     assert new.completed == old.completed
 
 
+@given(st.lists(st.integers(200, 599), max_size=30), st.lists(st.integers(100, 599), max_size=30))
+def test_responses_by_class_carry_on_across_an_upgrade(first: list[int], then: list[int]) -> None:
+    old = Counters()
+    for status in first:
+        old.count_status(status)
+    before = json.loads(json.dumps(counters_doc(old)))  # as the channel carries it
+    for status in then:
+        old.count_status(status)
+    after = json.loads(json.dumps(counters_doc(old)))
+    new = Counters()
+    add_counters(new, before)
+    add_counters(new, after, before)
+    assert new.status_counts == old.status_counts
+    assert sum(new.status_counts) == len(first) + len(then)
+    legacy = {k: v for k, v in after.items() if k != "status_counts"}  # from an older release
+    add_counters(new, legacy, before)
+    assert new.status_counts == old.status_counts
+
+
 # --- the machine ------------------------------------------------------------------------------------
 def test_every_phase_and_event_has_an_answer() -> None:
     for phase, event in itertools.product(Phase, Event):

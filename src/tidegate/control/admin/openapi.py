@@ -85,6 +85,12 @@ SCHEMAS: dict[str, Any] = {
                 "required": ["count", "sum_seconds"],
                 "properties": {"count": _COUNT, "sum_seconds": {"type": "number", "minimum": 0}},
             },
+            "responses": {
+                "type": "object",
+                "description": "HTTP responses the instance gave to clients, by status class",
+                "required": ["1xx", "2xx", "3xx", "4xx", "5xx"],
+                "properties": {c: _COUNT for c in ("1xx", "2xx", "3xx", "4xx", "5xx")},
+            },
             "meta": {"type": "object", "additionalProperties": {"type": "string"}},
             "origin": {
                 "type": "string",
@@ -145,7 +151,8 @@ SCHEMAS: dict[str, Any] = {
                 "type": "array",
                 "items": {"type": "string"},
                 "description": "requests_per_s, failures_per_s, retries_per_s, bytes_in_per_s, "
-                "bytes_out_per_s (rates over the time since the previous point), connections (at "
+                "bytes_out_per_s, responses_4xx_per_s, responses_5xx_per_s (rates over the time "
+                "since the previous point), connections (at "
                 "the point), p50_ms, p99_ms (of the answers in between, from the latency buckets)",
             },
             "times": {"type": "array", "items": {"type": "number"}, "description": "seconds since the epoch"},

@@ -36,6 +36,7 @@ def instance_json(
         "failures": c.failures,
         "retries": c.retries,
         "latency": {"count": sum(c.latency_counts), "sum_seconds": round(c.latency_sum, 6)},
+        "responses": {f"{k + 1}xx": n for k, n in enumerate(c.status_counts)},
         "meta": dict(inst.meta),
         "origin": origin,
         "version": inst.meta.get("version"),

@@ -102,6 +102,7 @@ def counters_doc(c: Counters) -> dict[str, Any]:
     doc: dict[str, Any] = {name: getattr(c, name) for name in _COUNTED}
     doc["latency_counts"] = list(c.latency_counts)
     doc["latency_sum"] = c.latency_sum
+    doc["status_counts"] = list(c.status_counts)
     return doc
 
 
@@ -119,6 +120,11 @@ def add_counters(c: Counters, after: Mapping[str, Any], before: Mapping[str, Any
     c.latency_sum += max(
         0.0, float(after.get("latency_sum", 0.0)) - float((before or {}).get("latency_sum", 0.0))
     )
+    classes = after.get("status_counts", [])  # absent in a snapshot from before they were counted
+    was = (before or {}).get("status_counts", [0] * len(classes))
+    if len(classes) == len(c.status_counts) and len(was) == len(classes):
+        for k, n in enumerate(classes):
+            c.status_counts[k] += max(0, int(n) - int(was[k]))
 
 
 # --- pools → snapshot → pools ---------------------------------------------------------------------

@@ -238,7 +238,8 @@
     chart(container, "requests/s by instance", perInstance("requests_per_s"));
     chart(container, "connections by instance", perInstance("connections"));
     chart(container, "latency (ms)", two(pool, "p50_ms", "p50", "p99_ms", "p99"));
-    chart(container, "errors/s", two(pool, "failures_per_s", "failed attempts", "retries_per_s", "retries"));
+    chart(container, "errors/s by class", two(pool, "responses_4xx_per_s", "4xx", "responses_5xx_per_s", "5xx"));
+    chart(container, "failed attempts/s", two(pool, "failures_per_s", "failed attempts", "retries_per_s", "retries"));
     chart(container, "bytes/s", two(pool, "bytes_in_per_s", "in", "bytes_out_per_s", "out"));
   }
   function instanceCharts(name, address, container) {
@@ -247,7 +248,8 @@
       { label: lb, color: "#f07178", values: metric(s(), b) }];
     chart(container, "requests/s", () => [{ label: "requests/s", color: colorOf(name, address), values: metric(s(), "requests_per_s") }]);
     chart(container, "latency (ms)", two("p50_ms", "p50", "p99_ms", "p99"));
-    chart(container, "errors/s", two("failures_per_s", "failed attempts", "retries_per_s", "retries"));
+    chart(container, "errors/s by class", two("responses_4xx_per_s", "4xx", "responses_5xx_per_s", "5xx"));
+    chart(container, "failed attempts/s", two("failures_per_s", "failed attempts", "retries_per_s", "retries"));
     chart(container, "bytes/s", two("bytes_in_per_s", "in", "bytes_out_per_s", "out"));
   }
 
