@@ -10,6 +10,7 @@ import socket
 import pytest
 
 from tidegate.dns import udp_batch
+from tidegate.dns.figures import Figures
 from tidegate.dns.udp_batch import BATCH, RECV_SLOT, SEND_SLOT, BatchUdp
 
 pytestmark = pytest.mark.skipif(not udp_batch.available(), reason="recvmmsg is Linux's")
@@ -40,7 +41,8 @@ def test_one_batch_answers_every_client_its_own(host: str) -> None:
     server = socket.socket(family, socket.SOCK_DGRAM)
     server.bind((host, 0))
     server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-    batch = BatchUdp(server, answer)
+    figures = Figures()
+    batch = BatchUdp(server, answer, figures)
     clients = [socket.socket(family, socket.SOCK_DGRAM) for _ in range(BATCH + 6)]
     try:
         sent: dict[int, bytes] = {}
@@ -67,6 +69,7 @@ def test_one_batch_answers_every_client_its_own(host: str) -> None:
             else:
                 assert c.recvfrom(65535) == (b"re:" + sent[i], server.getsockname())
         assert batch.dropped == 1  # the one cut short; "drop me" had no answer to drop
+        assert figures.dropped == 1  # and /metrics says so (tidegate_dns_dropped_total)
     finally:
         for c in clients:
             c.close()

@@ -60,7 +60,11 @@ class DnsCollector(Collector):
         yield packets
         yield CounterMetricFamily("tidegate_dns_truncated", "UDP answers sent with TC", value=figs.truncated)
         yield CounterMetricFamily("tidegate_dns_malformed", "packets answered FORMERR", value=figs.formerr)
-        yield CounterMetricFamily("tidegate_dns_dropped", "packets left unanswered", value=figs.dropped)
+        yield CounterMetricFamily(
+            "tidegate_dns_dropped",
+            "packets left unanswered: too short, not a query, cut short, or no room to send the answer",
+            value=figs.dropped,
+        )
         yield CounterMetricFamily(
             "tidegate_dns_internal_errors",
             "exceptions in tidegate while answering",

@@ -178,7 +178,7 @@ class DnsService:
         loop = asyncio.get_running_loop()
         try:
             if udp_batch.available():
-                batch = self._udp = BatchUdp(udp_sock, self.answer_udp)
+                batch = self._udp = BatchUdp(udp_sock, self.answer_udp, self.figures)
                 batch.start(loop)
             else:
                 self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=udp_sock)

@@ -28,7 +28,10 @@ import socket
 import struct
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tidegate.dns.figures import Figures
 
 BATCH = 64  # datagrams per system call
 RECV_SLOT = 4096  # a query's bytes at most (a bigger one is dropped: MSG_TRUNC)
@@ -96,8 +99,9 @@ def available() -> bool:
 class BatchUdp:
     """Serves one UDP socket with `answer` (a datagram in, at most one out)."""
 
-    def __init__(self, sock: socket.socket, answer: Answer) -> None:
+    def __init__(self, sock: socket.socket, answer: Answer, figures: Figures | None = None) -> None:
         assert _LIBC is not None
+        self.figures = figures  # its `dropped` counts these drops too (tidegate_dns_dropped_total)
         self.sock = sock
         self.fd = sock.fileno()
         self.answer = answer
@@ -134,6 +138,11 @@ class BatchUdp:
         self._recv_msgs = memoryview(self._recv).cast("B")
         self._send_iovs = memoryview(self._send_iov).cast("B")
 
+    def _drop(self, n: int) -> None:
+        self.dropped += n
+        if self.figures is not None:
+            self.figures.dropped += n
+
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.sock.setblocking(False)
         self.loop = loop
@@ -163,7 +172,7 @@ class BatchUdp:
             flags, size = _FLAGS_LEN.unpack_from(msgs, i * _MSG + _FLAGS_AT)
             out = None
             if flags & MSG_TRUNC:
-                self.dropped += 1
+                self._drop(1)
             else:
                 start = i * RECV_SLOT
                 out = answer(bytes(recv_view[start : start + size]))
@@ -186,10 +195,10 @@ class BatchUdp:
             if sent > 0:
                 first += sent
             elif ctypes.get_errno() in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS):
-                self.dropped += end - first  # the send buffer is full: as datagrams lost
+                self._drop(end - first)  # the send buffer is full: as datagrams lost
                 return
             else:
-                self.dropped += 1  # this answer's address cannot be sent to: skip it
+                self._drop(1)  # this answer's address cannot be sent to: skip it
                 first += 1
 
     def _send_alone(self, i: int, out: bytes) -> None:
@@ -209,4 +218,4 @@ class BatchUdp:
                 addr = (socket.inet_ntop(family, name[4:8]), int.from_bytes(name[2:4], "big"))
             self.sock.sendto(out, addr)
         except OSError:
-            self.dropped += 1
+            self._drop(1)
